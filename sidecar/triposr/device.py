@@ -1,0 +1,53 @@
+"""Choosing the accelerator: CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import DeviceError
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def usable_devices() -> list[str]:
+    devices = []
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if mps_available():
+        devices.append("mps")
+    return [*devices, "cpu"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise DeviceError(f"Unknown device '{name}'; choose one of {', '.join(DEVICE_CHOICES)}.")
+    if name == "auto":
+        name = usable_devices()[0]
+    kind = name.split(":")[0]
+    if kind not in usable_devices():
+        raise DeviceError(
+            f"The {kind.upper()} device is not usable here: this PyTorch "
+            f"({torch.__version__}) sees only {', '.join(usable_devices())}."
+        )
+    if kind == "mps" and os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK") != "1":
+        raise DeviceError(
+            "PYTORCH_ENABLE_MPS_FALLBACK=1 must be set before PyTorch is imported, or ops MPS lacks "
+            "will fail; import the sidecar package before torch, or set the variable yourself."
+        )
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name: the GPU model where PyTorch knows it."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple silicon)"
+    return "cpu"

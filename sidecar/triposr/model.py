@@ -1,0 +1,107 @@
+"""The TripoSR network: image to scene code (triplanes), and a scene code to density and colour.
+
+Attribute names match the official `TSR` module so that its checkpoint loads with `strict=True`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import preprocess as preprocessing
+from .config import TripoSRConfig
+from .mesh import FieldQuery, extract_mesh, query_in_chunks
+from .transformer import Transformer1D
+from .triplane import NeRFMLP, Triplane1DTokenizer, TriplaneField, TriplaneUpsampleNetwork
+from .vit import DINOImageTokenizer
+
+if TYPE_CHECKING:
+    import trimesh
+    from PIL import Image
+
+DEFAULT_CHUNK_SIZE = 65536
+DEFAULT_THRESHOLD = 25.0
+
+
+class TripoSR(nn.Module):
+    def __init__(self, config: TripoSRConfig):
+        super().__init__()
+        self.config = config
+        self.image_tokenizer = DINOImageTokenizer(config.vit)
+        self.tokenizer = Triplane1DTokenizer(config.plane_size, config.triplane_channels)
+        self.backbone = Transformer1D(config.backbone)
+        self.post_processor = TriplaneUpsampleNetwork(
+            config.upsample_in_channels, config.upsample_out_channels
+        )
+        self.decoder = NeRFMLP(config.decoder)
+        self.field = TriplaneField(self.decoder, config.renderer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokenizer.embeddings.device
+
+    @property
+    def radius(self) -> float:
+        return self.field.radius
+
+    def preprocess(
+        self, image: Image.Image, foreground_ratio: float = 0.85, remove_background: bool = True
+    ) -> np.ndarray:
+        """A PIL image to the uint8 RGB array the network expects (see `preprocess.prepare_image`)."""
+        return preprocessing.prepare_image(image, foreground_ratio, remove_background)
+
+    def conditioning_images(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 images to float [B, 3, S, S] at the conditioning size, on the model's device.
+
+        The antialiased resize runs on the CPU: MPS lacks it in many PyTorch releases.
+        """
+        batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
+        size = self.config.cond_image_size
+        resized = []
+        for image in batch:
+            pixels = torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0
+            pixels = pixels.permute(2, 0, 1).unsqueeze(0)
+            resized.append(
+                F.interpolate(pixels, (size, size), mode="bilinear", align_corners=False, antialias=True)
+            )
+        return torch.cat(resized).to(self.device, self.tokenizer.embeddings.dtype)
+
+    @torch.no_grad()
+    def encode(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 HxWx3 image(s) to scene codes [B, 3, C, H, W]."""
+        image_tokens = self.image_tokenizer(self.conditioning_images(images))
+        tokens = self.tokenizer(image_tokens.shape[0])
+        tokens = self.backbone(tokens, image_tokens)
+        return self.post_processor(self.tokenizer.detokenize(tokens))
+
+    def field_query(self, scene_code: torch.Tensor) -> FieldQuery:
+        """The field of one scene code [3, C, H, W] as a function of CPU points."""
+
+        def query(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.field.query(scene_code, points.to(scene_code.device, scene_code.dtype))
+
+        return query
+
+    def query(
+        self, scene_code: torch.Tensor, points: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Activated density [N] and colour [N, 3] (CPU) of one scene code at points [N, 3]."""
+        return query_in_chunks(self.field_query(scene_code), points, chunk_size)
+
+    def extract_mesh(
+        self,
+        scene_code: torch.Tensor,
+        resolution: int = 256,
+        threshold: float = DEFAULT_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: Callable[[float], None] | None = None,
+    ) -> trimesh.Trimesh:
+        """The isosurface of one scene code as a vertex-coloured mesh in glTF's frame."""
+        return extract_mesh(
+            self.field_query(scene_code), self.radius, resolution, threshold, chunk_size, progress
+        )
