@@ -22,7 +22,15 @@ class DeviceError(TripoSRError):
 
 
 class ImageError(TripoSRError, ValueError):
-    """The image cannot be used: undecodable, too large, or with nothing in the foreground."""
+    """The image cannot be used: undecodable, too large, or with nothing in the foreground.
+
+    `reason` tells the cases apart for programs: empty, missing, unrecognized, damaged, too_large,
+    no_foreground, bad_parameter.
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class EmptySurfaceError(TripoSRError):

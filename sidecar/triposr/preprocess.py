@@ -28,34 +28,38 @@ PLAIN_BORDER_SHARE = 0.9
 
 
 def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode an image file or its bytes completely, refusing files that are not images or too big."""
-    name = "the image" if isinstance(source, bytes) else str(source)
+    """Decode an image file, or its bytes, completely; refuse what is not an image or is too big."""
     if isinstance(source, bytes):
-        if not source:
-            raise ImageError("The image is empty (0 bytes).")
-        stream: io.BytesIO | str | Path = io.BytesIO(source)
+        name, data = "The image", source
     else:
-        stream = source
+        name = str(source)
+        try:
+            data = Path(source).read_bytes()
+        except FileNotFoundError as exc:
+            raise ImageError(f"{name} does not exist.", "missing") from exc
+        except OSError as exc:
+            raise ImageError(f"{name} cannot be read: {exc.strerror}.", "missing") from exc
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes).", "empty")
     try:
         with warnings.catch_warnings():
-            # Our pixel cap is lower than PIL's bomb warning, and its message is ours to give.
+            # Our pixel cap is lower than PIL's bomb warning, and the message is ours to give.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream)
+            image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(
                     f"{name} is {width}x{height} pixels, more than the limit of {max_pixels:,}; "
-                    "scale it down first."
+                    "scale it down first.",
+                    "too_large",
                 )
             image.load()
     except ImageError:
         raise
-    except FileNotFoundError as exc:
-        raise ImageError(f"{name} does not exist.") from exc
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name} is not an image format we can read.") from exc
+        raise ImageError(f"{name} is not in an image format we can read.", "unrecognized") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # PIL's ways of saying the data is damaged
-        raise ImageError(f"{name} could not be decoded; the file looks damaged ({exc}).") from exc
+        raise ImageError(f"{name} could not be decoded; the file looks damaged ({exc}).", "damaged") from exc
     return image
 
 
@@ -69,7 +73,7 @@ def prepare_image(
     the image is used whole, as the official `--no-remove-bg` does.
     """
     if not 0.0 < foreground_ratio <= 1.0:
-        raise ImageError(f"The foreground ratio must be in (0, 1], not {foreground_ratio}.")
+        raise ImageError(f"The foreground ratio must be in (0, 1], not {foreground_ratio}.", "bad_parameter")
     if has_transparency(image):
         rgba = image.convert("RGBA")
     elif remove_background:
@@ -138,10 +142,12 @@ def resize_foreground(rgba: np.ndarray, ratio: float) -> np.ndarray:
     """
     rows, cols = np.nonzero(rgba[..., 3] > 0)
     if rows.size == 0:
-        raise ImageError("The image has no foreground: every pixel is transparent.")
+        raise ImageError("The image has no foreground: every pixel is transparent.", "no_foreground")
     foreground = rgba[rows.min() : rows.max(), cols.min() : cols.max()]
     if foreground.size == 0:
-        raise ImageError("The image's foreground is a single line of pixels; there is no object.")
+        raise ImageError(
+            "The image's foreground is a single line of pixels; there is no object.", "no_foreground"
+        )
     square = _pad_centred(foreground, max(foreground.shape[:2]))
     return _pad_centred(square, int(square.shape[0] / ratio))
 
