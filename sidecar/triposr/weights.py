@@ -67,44 +67,89 @@ def cached_weights(repo: str, revision: str | None = None) -> WeightFiles | None
     from huggingface_hub import try_to_load_from_cache
 
     revision = _revision(repo, revision)
-    paths = [try_to_load_from_cache(repo, name, revision=revision) for name in (CONFIG_NAME, CHECKPOINT_NAME)]
-    if not all(isinstance(path, str) for path in paths):
+    config, checkpoint, vit = (
+        try_to_load_from_cache(repo, name, revision=revision)
+        for name in (CONFIG_NAME, CHECKPOINT_NAME, VIT_CONFIG_NAME)
+    )
+    if not (isinstance(config, str) and isinstance(checkpoint, str)):
         return None
-    return WeightFiles(Path(paths[0]), Path(paths[1]), None, _describe(repo, revision))
+    vit_path = Path(vit) if isinstance(vit, str) else None
+    return WeightFiles(Path(config), Path(checkpoint), vit_path, _describe(repo, revision))
 
 
 def download_weights(repo: str, revision: str | None = None) -> WeightFiles:
     """Fetch config and checkpoint into the standard hub cache, with a progress bar."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
     revision = _revision(repo, revision)
     source = _describe(repo, revision)
+    # One quick look first: offline, huggingface_hub would retry with backoff for half a minute.
+    _check_hub(repo, revision, source)
     try:
         config, checkpoint = (
             Path(hf_hub_download(repo, name, revision=revision)) for name in (CONFIG_NAME, CHECKPOINT_NAME)
         )
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+        vit = _download_optional(repo, VIT_CONFIG_NAME, revision)
+    except Exception as exc:  # the hub client raises many types for a broken transfer
+        _raise_if_not_found(exc, source)
         raise WeightsUnavailable(
-            f"{source} has no TripoSR weights ({CONFIG_NAME} and {CHECKPOINT_NAME}): "
-            f"{type(exc).__name__}. Check the repo id, or pass a local folder."
-        ) from exc
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        # Offline, DNS failure, proxy, timeouts: huggingface_hub raises several kinds.
-        raise WeightsUnavailable(
-            f"The TripoSR weights ({source}, about 1.7 GB) are not on this machine and could not be "
-            "downloaded: the Hugging Face hub is out of reach. Connect to the internet once so they "
-            "can be fetched into the Hugging Face cache, or pass --weights with a folder that holds "
-            f"{CONFIG_NAME} and {CHECKPOINT_NAME}."
+            f"Downloading the TripoSR weights from {source} failed ({exc}); run again to resume."
         ) from exc
     if repo == DEFAULT_WEIGHTS and revision == DEFAULT_REVISION:
         verify_checkpoint(checkpoint, DEFAULT_CHECKPOINT_SHA256)
-    return WeightFiles(config, checkpoint, None, source)
+    return WeightFiles(config, checkpoint, vit, source)
+
+
+def _download_optional(repo: str, name: str, revision: str | None) -> Path | None:
+    """A file the repo may lack (the official one has no vit_config.json): its path, or None."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo, name, revision=revision))
+    except EntryNotFoundError as exc:
+        if isinstance(exc, LocalEntryNotFoundError):
+            raise
+        return None
+
+
+def _check_hub(repo: str, revision: str | None, source: str) -> None:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, CONFIG_NAME, revision=revision), timeout=10)
+    except Exception as exc:  # DNS, refused connections, proxies, timeouts: all mean "out of reach"
+        _raise_if_not_found(exc, source)
+        raise WeightsUnavailable(
+            f"The TripoSR weights ({source}, about 1.7 GB) are not on this machine and the Hugging Face "
+            f"hub is out of reach ({_short_reason(exc)}): connect to the internet once so they are "
+            f"downloaded into the Hugging Face cache, or pass --weights with a folder holding "
+            f"{CONFIG_NAME} and {CHECKPOINT_NAME}."
+        ) from exc
+
+
+def _raise_if_not_found(exc: Exception, source: str) -> None:
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    not_found = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)
+    if isinstance(exc, not_found) and not isinstance(exc, LocalEntryNotFoundError):
+        raise WeightsUnavailable(
+            f"{source} holds no TripoSR weights ({CONFIG_NAME} and {CHECKPOINT_NAME}); check the repo id "
+            "and revision, or pass --weights with a local folder."
+        ) from exc
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The innermost error's text, which names the actual cause (DNS, refused, timeout)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 120 else text[:117] + "..."
 
 
 def verify_checkpoint(path: Path, sha256: str) -> None:

@@ -1,0 +1,44 @@
+"""The `generate` and `doctor` commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import trimesh
+
+
+def sidecar(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_generate_writes_one_glb_per_image_and_reports_times(tmp_path, tiny_weights):
+    image = tiny_weights / "input.png"
+    second = tmp_path / "copy" / "input.png"  # same name, other folder: must not overwrite the first
+    second.parent.mkdir()
+    second.write_bytes(image.read_bytes())
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(image.read_bytes()[:300])
+    out = tmp_path / "out"
+    done = sidecar(
+        "generate", str(image), str(broken), str(second), "--out", str(out),
+        "--weights", str(tiny_weights), "--device", "cpu", "--resolution", "32",
+    )  # fmt: skip
+    assert done.returncode == 1  # one image failed; the others still arrived
+    assert sorted(path.name for path in out.iterdir()) == ["input-2.glb", "input.glb"]
+    mesh = trimesh.load(out / "input.glb", force="mesh")
+    assert len(mesh.faces) > 0
+    assert "broken.png" in done.stdout and "damaged" in done.stdout
+    for stage in ("preprocess", "encode", "density", "surface", "export", "total"):
+        assert f"{stage} " in done.stdout
+    assert "peak memory" in done.stdout
+
+
+def test_doctor_lists_versions_devices_and_weights(tiny_weights):
+    done = sidecar("doctor", "--weights", str(tiny_weights))
+    assert done.returncode == 0, done.stderr
+    for label in ("python", "torch", "devices", "auto picks"):
+        assert label in done.stdout
+    assert f"yes ({tiny_weights / 'model.ckpt'})" in done.stdout
