@@ -34,6 +34,10 @@ class PeakMemory:
             if self._stop.wait(SAMPLE_SECONDS):
                 return
 
+    def current_peak(self) -> int:
+        """The RSS peak so far, while the block still runs."""
+        return max(self.peak_rss, self._process.memory_info().rss)
+
     def __enter__(self) -> PeakMemory:
         if self.device is not None and self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -48,7 +52,7 @@ class PeakMemory:
     ) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+        self.peak_rss = self.current_peak()
         if self.device is not None and self.device.type == "cuda":
             self.peak_device = torch.cuda.max_memory_allocated(self.device)
 
