@@ -27,7 +27,8 @@ import torch
 from sidecar.memory import PeakMemory, format_bytes
 from sidecar.triposr import load_config, load_model
 from sidecar.triposr.config import OFFICIAL_CONFIG
-from sidecar.triposr.mesh import density_grid, surface_mesh
+from sidecar.triposr.isosurface import dense_isosurface
+from sidecar.triposr.mesh import coloured_mesh, density_grid
 from sidecar.triposr.model import DEFAULT_CHUNK_SIZE
 from sidecar.triposr.preprocess import open_image, prepare_image
 from sidecar.triposr.random_weights import random_model
@@ -55,7 +56,9 @@ def measure(weights: Path, resolution: int, device: str, chunk_size: int) -> dic
         volume = density_grid(query, resolution, model.radius, chunk_size)
         evaluated = time.perf_counter()
         field_peak = whole.current_peak()
-        mesh = surface_mesh(query, volume, model.radius, 25.0, chunk_size)
+        vertices, faces = dense_isosurface(volume, 25.0)
+        del volume
+        mesh = coloured_mesh(query, vertices, faces, resolution, model.radius, chunk_size)
         finished = time.perf_counter()
     return {
         "resolution": resolution,

@@ -16,10 +16,12 @@ from .glb import mesh_to_glb
 from .memory import PeakMemory
 from .triposr import TripoSR
 from .triposr.device import device_name
-from .triposr.mesh import density_grid, surface_mesh
+from .triposr.isosurface import DEFAULT_COARSE_RESOLUTION
+from .triposr.mesh import coloured_mesh, find_surface
 from .triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
 
-# The stages of a job, in order, as progress reports and timings name them.
+# The stages of a job, in order, as progress reports and timings name them: "density" evaluates the
+# field and extracts the isosurface, "surface" colours it.
 STAGES = ("preprocess", "encode", "density", "surface", "export")
 
 # Called with a stage name and the fraction of that stage done; raising from it cancels the job.
@@ -33,6 +35,8 @@ class GenerationParams:
     remove_background: bool = True
     chunk_size: int = DEFAULT_CHUNK_SIZE
     threshold: float = DEFAULT_THRESHOLD
+    sparse: bool = True  # evaluate only near the surface; False evaluates the whole grid
+    coarse_resolution: int = DEFAULT_COARSE_RESOLUTION  # the sparse path's coarse grid, points per axis
 
 
 @dataclass
@@ -79,16 +83,18 @@ def generate_glb(
         with clock.stage("encode"):
             query = model.field_query(model.encode(pixels)[0])
         with clock.stage("density"):
-            volume = density_grid(
+            vertices, faces = find_surface(
                 query,
-                params.resolution,
                 model.radius,
+                params.resolution,
+                params.threshold,
                 params.chunk_size,
                 progress=lambda fraction: clock.report("density", fraction),
+                sparse=params.sparse,
+                coarse_resolution=params.coarse_resolution,
             )
         with clock.stage("surface"):
-            mesh = surface_mesh(query, volume, model.radius, params.threshold, params.chunk_size)
-            del volume
+            mesh = coloured_mesh(query, vertices, faces, params.resolution, model.radius, params.chunk_size)
         with clock.stage("export"):
             glb = mesh_to_glb(mesh)
     return GenerationResult(

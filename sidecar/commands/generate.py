@@ -59,6 +59,19 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         help=f"points evaluated at once; lower it to save memory (default: {DEFAULT_CHUNK_SIZE})",
     )
     parser.add_argument(
+        "--dense",
+        dest="sparse",
+        action="store_false",
+        help="evaluate the density on the whole grid (the reference; slower, memory grows with resolution³)",
+    )
+    parser.add_argument(
+        "--coarse-resolution",
+        type=int,
+        default=defaults.coarse_resolution,
+        help="points per axis of the grid that finds the surface before the sparse evaluation; parts "
+        f"smaller than its spacing can be missed (default: {defaults.coarse_resolution})",
+    )
+    parser.add_argument(
         "--threshold",
         type=float,
         default=DEFAULT_THRESHOLD,
@@ -71,12 +84,16 @@ def generation_params(args: argparse.Namespace) -> GenerationParams:
         raise SystemExit("error: --resolution must be at least 8")
     if args.chunk_size < 1:
         raise SystemExit("error: --chunk-size must be positive")
+    if args.coarse_resolution < 2:
+        raise SystemExit("error: --coarse-resolution must be at least 2")
     return GenerationParams(
         resolution=args.resolution,
         foreground_ratio=args.foreground_ratio,
         remove_background=args.remove_background,
         chunk_size=args.chunk_size,
         threshold=args.threshold,
+        sparse=args.sparse,
+        coarse_resolution=args.coarse_resolution,
     )
 
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .errors import EmptySurfaceError
 from .triplane import scale_range
 
 if TYPE_CHECKING:
@@ -78,28 +77,6 @@ def density_grid(
     return volume.reshape(resolution, resolution, resolution)
 
 
-def isosurface(volume: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes on the CPU: vertices in grid-index units (axis order x, y, z) and faces.
-
-    Faces are wound counter-clockwise seen from outside, the side of lower density.
-    """
-    from skimage.measure import marching_cubes
-
-    if not volume.min() < threshold < volume.max():
-        raise EmptySurfaceError(
-            f"The model predicted no surface: the density ranges from {volume.min():.3g} to "
-            f"{volume.max():.3g} and never crosses the threshold {threshold:g}. The image may show "
-            "no recognisable object; try another image or a cleaner cut-out."
-        )
-    # On a field that is higher inside, skimage's default winding faces inward; "ascent" turns it.
-    vertices, faces, _, _ = marching_cubes(
-        volume, level=threshold, gradient_direction="ascent", allow_degenerate=False
-    )
-    if len(faces) == 0:
-        raise EmptySurfaceError("The model predicted no surface at this resolution.")
-    return vertices.astype(np.float32), faces.astype(np.int64)
-
-
 def extract_mesh(
     query: FieldQuery,
     radius: float,
@@ -107,20 +84,54 @@ def extract_mesh(
     threshold: float,
     chunk_size: int,
     progress: Callable[[float], None] | None = None,
+    sparse: bool = True,
+    coarse_resolution: int | None = None,
 ) -> trimesh.Trimesh:
-    """The isosurface of a field, vertex-coloured, in glTF's frame (y up, front +z)."""
-    volume = density_grid(query, resolution, radius, chunk_size, progress)
-    return surface_mesh(query, volume, radius, threshold, chunk_size)
+    """The isosurface of a field, vertex-coloured, in glTF's frame (y up, front +z).
+
+    `sparse` evaluates the field only near the surface (see `sparse.py`); the dense path evaluates
+    every grid point and is the reference.
+    """
+    vertices, faces = find_surface(
+        query, radius, resolution, threshold, chunk_size, progress, sparse, coarse_resolution
+    )
+    return coloured_mesh(query, vertices, faces, resolution, radius, chunk_size)
 
 
-def surface_mesh(
-    query: FieldQuery, volume: np.ndarray, radius: float, threshold: float, chunk_size: int
+def find_surface(
+    query: FieldQuery,
+    radius: float,
+    resolution: int,
+    threshold: float,
+    chunk_size: int,
+    progress: Callable[[float], None] | None = None,
+    sparse: bool = True,
+    coarse_resolution: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices in grid-index units and faces of the isosurface, by the sparse or the dense path.
+
+    Faces wind counter-clockwise seen from outside (the side of lower density).
+    """
+    from .isosurface import DEFAULT_COARSE_RESOLUTION, dense_isosurface, sparse_isosurface
+
+    if sparse:
+        coarse = coarse_resolution or DEFAULT_COARSE_RESOLUTION
+        return sparse_isosurface(query, resolution, radius, threshold, chunk_size, coarse, progress)
+    return dense_isosurface(density_grid(query, resolution, radius, chunk_size, progress), threshold)
+
+
+def coloured_mesh(
+    query: FieldQuery,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    resolution: int,
+    radius: float,
+    chunk_size: int,
 ) -> trimesh.Trimesh:
-    """Marching cubes on a density grid, colours queried at the vertices, turned into glTF's frame."""
+    """The mesh in the model's units and glTF's frame, coloured by the field at its vertices."""
     import trimesh
 
-    vertices, faces = isosurface(volume, threshold)
-    unit = torch.from_numpy(vertices) / (volume.shape[0] - 1)
+    unit = torch.from_numpy(vertices) / (resolution - 1)
     points = scale_range(unit, (0.0, 1.0), (-radius, radius))
     _, colors = query_in_chunks(query, points, chunk_size)
     rgba = np.empty((len(points), 4), dtype=np.uint8)

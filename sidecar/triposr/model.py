@@ -100,8 +100,15 @@ class TripoSR(nn.Module):
         threshold: float = DEFAULT_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         progress: Callable[[float], None] | None = None,
+        sparse: bool = True,
+        coarse_resolution: int | None = None,
     ) -> trimesh.Trimesh:
-        """The isosurface of one scene code as a vertex-coloured mesh in glTF's frame."""
+        """The isosurface of one scene code as a vertex-coloured mesh in glTF's frame.
+
+        `sparse` evaluates the field only near the surface; `coarse_resolution` sets the grid that
+        finds it (see `isosurface.py` for what that grid can miss).
+        """
+        query = self.field_query(scene_code)
         return extract_mesh(
-            self.field_query(scene_code), self.radius, resolution, threshold, chunk_size, progress
+            query, self.radius, resolution, threshold, chunk_size, progress, sparse, coarse_resolution
         )

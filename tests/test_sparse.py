@@ -1,0 +1,87 @@
+"""Sparse extraction gives the dense mesh while evaluating the field only near the surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fields import RADIUS, THRESHOLD, ellipsoid_field
+from scipy.spatial import cKDTree
+from skimage.measure import marching_cubes
+
+from sidecar.triposr.errors import EmptySurfaceError
+from sidecar.triposr.isosurface import dense_isosurface, sparse_isosurface
+from sidecar.triposr.mesh import density_grid
+
+
+def assert_same_mesh(expected, actual, resolution):
+    """Same counts, a one-to-one vertex match within 1e-6 model units, and the same faces."""
+    (expected_vertices, expected_faces), (vertices, faces) = expected, actual
+    assert len(vertices) == len(expected_vertices) and len(faces) == len(expected_faces)
+    distance, match = cKDTree(expected_vertices).query(vertices)
+    assert distance.max() * 2 * RADIUS / (resolution - 1) <= 1e-6
+    assert len(np.unique(match)) == len(expected_vertices)
+    np.testing.assert_array_equal(canonical(match[faces]), canonical(expected_faces))
+
+
+def canonical(faces: np.ndarray) -> np.ndarray:
+    """Faces in a fixed order, each rotated to start at its lowest index (so winding still counts)."""
+    turn = np.argmin(faces, axis=1)[:, None]
+    rotated = np.take_along_axis(faces, (np.arange(3) + turn) % 3, axis=1)
+    return rotated[np.lexsort(rotated.T[::-1])]
+
+
+class CountingField:
+    def __init__(self, field):
+        self.field = field
+        self.points = 0
+
+    def __call__(self, points: torch.Tensor):
+        self.points += len(points)
+        return self.field(points)
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_sparse_equals_dense_on_a_known_surface(resolution):
+    dense = dense_isosurface(density_grid(ellipsoid_field, resolution, RADIUS, 50_000), THRESHOLD)
+    counting = CountingField(ellipsoid_field)
+    sparse = sparse_isosurface(counting, resolution, RADIUS, THRESHOLD, 50_000, coarse_resolution=16)
+    assert_same_mesh(dense, sparse, resolution)
+    assert counting.points < 0.35 * resolution**3  # only the bricks around the surface
+
+
+@pytest.mark.parametrize(("resolution", "coarse"), [(64, 16), (128, 32)])
+def test_sparse_equals_dense_on_the_tiny_model(tiny_model, golden, resolution, coarse):
+    field = tiny_model.field_query(torch.from_numpy(golden["scene_codes"][0]))
+    dense = dense_isosurface(density_grid(field, resolution, RADIUS, 50_000), THRESHOLD)
+    sparse = sparse_isosurface(field, resolution, RADIUS, THRESHOLD, 50_000, coarse_resolution=coarse)
+    assert_same_mesh(dense, sparse, resolution)
+
+
+def test_brick_marching_matches_marching_the_whole_grid():
+    volume = density_grid(ellipsoid_field, 96, RADIUS, 50_000)
+    whole, faces, _, _ = marching_cubes(volume, THRESHOLD, gradient_direction="ascent")
+    assert_same_mesh((whole, faces), dense_isosurface(volume, THRESHOLD), 96)
+
+
+def test_a_blob_between_coarse_points_is_missed_and_a_finer_coarse_grid_finds_it():
+    """The documented assumption: a piece of surface must cut an edge of the coarse grid."""
+
+    def two_blobs(points: torch.Tensor):
+        big = torch.exp(-((points - torch.tensor([-0.3, 0.0, 0.0])) ** 2).sum(1) / 0.05)
+        small = torch.exp(-((points - torch.tensor([0.4, 0.05, 0.05])) ** 2).sum(1) / 0.0036)
+        return 2 * THRESHOLD * (big + small), torch.zeros(len(points), 3)
+
+    dense = dense_isosurface(density_grid(two_blobs, 129, RADIUS, 50_000), THRESHOLD)
+    coarse = sparse_isosurface(two_blobs, 129, RADIUS, THRESHOLD, 50_000, coarse_resolution=9)
+    fine = sparse_isosurface(two_blobs, 129, RADIUS, THRESHOLD, 50_000, coarse_resolution=33)
+    assert len(coarse[0]) < len(dense[0])
+    assert_same_mesh(dense, fine, 129)
+
+
+def test_no_surface_on_the_coarse_grid_is_a_clear_error():
+    def empty(points: torch.Tensor):
+        return torch.zeros(len(points)), torch.zeros(len(points), 3)
+
+    with pytest.raises(EmptySurfaceError, match="never crosses the threshold"):
+        sparse_isosurface(empty, 64, RADIUS, THRESHOLD, 50_000)
