@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from .errors import DeviceError
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+_cpu_path = threading.local()
+
+
+@contextmanager
+def cpu_path() -> Iterator[None]:
+    """Marks work that runs on the CPU whatever the device (resampling MPS lacks, grid building).
+
+    It changes nothing at run time; the op audit (`op_audit.py`) lists the ops inside it apart from
+    those that reach the accelerator.
+    """
+    outer = in_cpu_path()
+    _cpu_path.active = True
+    try:
+        yield
+    finally:
+        _cpu_path.active = outer
+
+
+def in_cpu_path() -> bool:
+    return getattr(_cpu_path, "active", False)
 
 
 def mps_available() -> bool:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .device import cpu_path
 from .errors import EmptySurfaceError
 from .mesh import FieldQuery, grid_axis, query_in_chunks
 
@@ -197,8 +198,9 @@ def _seed_bricks(
     """Bricks holding a coarse cell with corners on both sides of the threshold."""
     last = axis.shape[0] - 1
     index = np.unique(np.append(np.arange(0, last, stride), last))
-    coarse_axis = axis[torch.from_numpy(index)]
-    grid = torch.stack(torch.meshgrid(coarse_axis, coarse_axis, coarse_axis, indexing="ij"), -1)
+    with cpu_path():
+        coarse_axis = axis[torch.from_numpy(index)]
+        grid = torch.stack(torch.meshgrid(coarse_axis, coarse_axis, coarse_axis, indexing="ij"), -1)
     density, _ = query_in_chunks(query, grid.reshape(-1, 3), chunk_size)
     values = density.numpy().reshape(grid.shape[:3])
     n = values.shape[0] - 1
@@ -217,10 +219,12 @@ def _evaluate_bricks(
     """The density at every fine grid point of each brick, its faces included."""
     last = axis.shape[0] - 1
     grids = []
-    for origin in bricks:
-        x, y, z = (axis[_brick_range(o, brick, last)] for o in origin)
-        grids.append(torch.stack(torch.meshgrid(x, y, z, indexing="ij"), -1))
-    density, _ = query_in_chunks(query, torch.cat([grid.reshape(-1, 3) for grid in grids]), chunk_size)
+    with cpu_path():
+        for origin in bricks:
+            x, y, z = (axis[_brick_range(o, brick, last)] for o in origin)
+            grids.append(torch.stack(torch.meshgrid(x, y, z, indexing="ij"), -1))
+        points = torch.cat([grid.reshape(-1, 3) for grid in grids])
+    density, _ = query_in_chunks(query, points, chunk_size)
     sizes = [grid.shape[0] * grid.shape[1] * grid.shape[2] for grid in grids]
     return [
         part.reshape(grid.shape[:3])

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .device import cpu_path
 from .triplane import scale_range
 
 if TYPE_CHECKING:
@@ -26,11 +27,13 @@ FieldQuery = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 MODEL_TO_GLTF_AXES = [1, 2, 0]
 
 
+@cpu_path()
 def grid_axis(resolution: int, radius: float) -> torch.Tensor:
     """The coordinates along one axis of the extraction grid, in the model's frame."""
     return scale_range(torch.linspace(0.0, 1.0, resolution), (0.0, 1.0), (-radius, radius))
 
 
+@cpu_path()
 def grid_points(axis: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """The grid points with flat indices [start, stop) in C order, as [N, 3] (x, y, z)."""
     res = axis.shape[0]
@@ -131,8 +134,9 @@ def coloured_mesh(
     """The mesh in the model's units and glTF's frame, coloured by the field at its vertices."""
     import trimesh
 
-    unit = torch.from_numpy(vertices) / (resolution - 1)
-    points = scale_range(unit, (0.0, 1.0), (-radius, radius))
+    with cpu_path():
+        unit = torch.from_numpy(vertices) / (resolution - 1)
+        points = scale_range(unit, (0.0, 1.0), (-radius, radius))
     _, colors = query_in_chunks(query, points, chunk_size)
     rgba = np.empty((len(points), 4), dtype=np.uint8)
     rgba[:, :3] = np.round(colors.numpy() * 255.0)

@@ -15,6 +15,7 @@ from torch import nn
 
 from . import preprocess as preprocessing
 from .config import TripoSRConfig
+from .device import cpu_path
 from .mesh import FieldQuery, extract_mesh, query_in_chunks
 from .transformer import Transformer1D
 from .triplane import NeRFMLP, Triplane1DTokenizer, TriplaneField, TriplaneUpsampleNetwork
@@ -62,14 +63,16 @@ class TripoSR(nn.Module):
         """
         batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
         size = self.config.cond_image_size
-        resized = []
-        for image in batch:
-            pixels = torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0
-            pixels = pixels.permute(2, 0, 1).unsqueeze(0)
-            resized.append(
-                F.interpolate(pixels, (size, size), mode="bilinear", align_corners=False, antialias=True)
-            )
-        return torch.cat(resized).to(self.device, self.tokenizer.embeddings.dtype)
+        with cpu_path():
+            resized = []
+            for image in batch:
+                pixels = torch.from_numpy(np.ascontiguousarray(image)).float() / 255.0
+                pixels = pixels.permute(2, 0, 1).unsqueeze(0)
+                resized.append(
+                    F.interpolate(pixels, (size, size), mode="bilinear", align_corners=False, antialias=True)
+                )
+            pixels = torch.cat(resized)
+        return pixels.to(self.device, self.tokenizer.embeddings.dtype)
 
     @torch.no_grad()
     def encode(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ViTConfig
+from .device import cpu_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,17 +51,18 @@ class ViTEmbeddings(nn.Module):
         rows, cols = height // self.patch_size, width // self.patch_size
         if rows == side and cols == side:
             return table
-        grid = patch_positions.detach().to("cpu", torch.float32)
-        grid = grid.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        # transformers <= 4.44 passes a scale factor nudged by 0.1 rather than the target size; the
-        # sampling positions, and so the values, follow from that factor.
-        grid = F.interpolate(
-            grid,
-            scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
-            mode="bicubic",
-            align_corners=False,
-        )
-        grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
+        with cpu_path():
+            grid = patch_positions.detach().to("cpu", torch.float32)
+            grid = grid.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+            # transformers <= 4.44 passes a scale factor nudged by 0.1 rather than the target size;
+            # the sampling positions, and so the values, follow from that factor.
+            grid = F.interpolate(
+                grid,
+                scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
+                mode="bicubic",
+                align_corners=False,
+            )
+            grid = grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
         return torch.cat([cls_position, grid.to(table.device, table.dtype)], dim=1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
