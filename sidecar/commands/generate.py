@@ -100,7 +100,7 @@ def generation_params(args: argparse.Namespace) -> GenerationParams:
 def run(args: argparse.Namespace) -> int:
     params = generation_params(args)
     started = time.perf_counter()
-    model = load_model(args.weights, args.device)
+    model = load_model(args.weights, args.device, precision=args.precision)
     print(f"Model loaded from {args.weights} in {time.perf_counter() - started:.1f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..triposr.device import DEVICE_CHOICES
+from ..triposr.device import DEVICE_CHOICES, PRECISIONS
 from ..triposr.weights import DEFAULT_WEIGHTS
 
 
@@ -20,4 +20,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=DEVICE_CHOICES,
         help="where the network runs; auto picks CUDA, then MPS, then the CPU (default: auto)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=tuple(PRECISIONS),
+        help="dtype of the backbone, most of the network's work; half precision is faster on GPUs and "
+        "changes the mesh slightly (default: float32)",
     )

@@ -12,6 +12,7 @@ import torch
 from .errors import DeviceError
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _cpu_path = threading.local()
 
@@ -75,3 +76,20 @@ def device_name(device: torch.device) -> str:
     if device.type == "mps":
         return "mps (Apple silicon)"
     return "cpu"
+
+
+def backbone_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The dtype for the backbone, refusing a half precision the device cannot run well."""
+    if precision not in PRECISIONS:
+        raise DeviceError(f"Unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}.")
+    dtype = PRECISIONS[precision]
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("This GPU has no bfloat16 support; use --precision float16.")
+    if dtype == torch.bfloat16 and device.type == "mps" and not _macos_at_least(14):
+        raise DeviceError("bfloat16 on MPS needs macOS 14 or newer; use --precision float16.")
+    return dtype
+
+
+def _macos_at_least(major: int) -> bool:
+    check = getattr(torch.backends.mps, "is_macos_or_newer", None)
+    return bool(check and check(major, 0))

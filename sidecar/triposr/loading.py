@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import TripoSRConfig, load_config
-from .device import select_device
+from .device import backbone_dtype, select_device
 from .errors import ModelLoadError
 from .model import TripoSR
 from .weights import DEFAULT_WEIGHTS, locate_weights
@@ -17,9 +17,18 @@ def build_model(config: TripoSRConfig, device: str | torch.device = "meta") -> T
         return TripoSR(config).eval()
 
 
-def load_model(weights: str = DEFAULT_WEIGHTS, device: str = "auto", revision: str | None = None) -> TripoSR:
-    """The model from a local folder or a hub repo id, in eval mode on the chosen device."""
+def load_model(
+    weights: str = DEFAULT_WEIGHTS,
+    device: str = "auto",
+    revision: str | None = None,
+    precision: str = "float32",
+) -> TripoSR:
+    """The model from a local folder or a hub repo id, in eval mode on the chosen device.
+
+    `precision` bfloat16 or float16 runs the backbone in half precision where the device supports it.
+    """
     target = select_device(device)
+    dtype = backbone_dtype(target, precision)
     files = locate_weights(weights, revision)
     model = build_model(load_config(files.config, files.vit_config))
     try:
@@ -44,4 +53,5 @@ def load_model(weights: str = DEFAULT_WEIGHTS, device: str = "auto", revision: s
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:  # shape mismatches
         raise ModelLoadError(f"The checkpoint {files.checkpoint} does not fit its config: {exc}") from exc
+    model.use_backbone_dtype(dtype)
     return model.to(target)

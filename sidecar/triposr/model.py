@@ -50,6 +50,10 @@ class TripoSR(nn.Module):
     def radius(self) -> float:
         return self.field.radius
 
+    def use_backbone_dtype(self, dtype: torch.dtype) -> None:
+        """Run the backbone, most of the network's work, in `dtype`; the rest stays float32."""
+        self.backbone.to(dtype)
+
     def preprocess(
         self, image: Image.Image, foreground_ratio: float = 0.85, remove_background: bool = True
     ) -> np.ndarray:
@@ -79,7 +83,8 @@ class TripoSR(nn.Module):
         """uint8 HxWx3 image(s) to scene codes [B, 3, C, H, W]."""
         image_tokens = self.image_tokenizer(self.conditioning_images(images))
         tokens = self.tokenizer(image_tokens.shape[0])
-        tokens = self.backbone(tokens, image_tokens)
+        dtype = self.backbone.proj_in.weight.dtype
+        tokens = self.backbone(tokens.to(dtype), image_tokens.to(dtype)).float()
         return self.post_processor(self.tokenizer.detokenize(tokens))
 
     def field_query(self, scene_code: torch.Tensor) -> FieldQuery:
