@@ -1,0 +1,140 @@
+"""The run record for this machine: devices, model load time, and per-resolution timings and memory.
+
+Without weights on the machine it measures a full-size network with seeded random weights, saved
+and loaded back the way real weights are, and says so: the timings and memory are real, the meshes are
+not (random weights give a lattice-like surface that fills the volume, so extraction costs more than
+for a real object).
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from . import __version__
+from .pipeline import GenerationParams, generate_glb
+from .triposr.config import OFFICIAL_CONFIG, load_config
+from .triposr.device import device_name, select_device, usable_devices
+from .triposr.errors import TripoSRError, WeightsUnavailable
+from .triposr.loading import load_model
+from .triposr.op_audit import OpRecorder
+from .triposr.preprocess import prepare_image
+from .triposr.random_weights import random_model
+from .triposr.weights import cached_weights, is_local, local_weights
+
+
+@dataclass
+class ResolutionRun:
+    resolution: int
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    peak_device_bytes: int | None = None
+    vertices: int | None = None
+    faces: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class BenchRecord:
+    sidecar_version: str
+    python: str
+    torch: str
+    platform: str
+    usable_devices: list[str]
+    device: str
+    precision: str
+    weights: str
+    random_weights: bool
+    load_seconds: float
+    runs: list[ResolutionRun] = field(default_factory=list)
+    mps_fallbacks: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def bench_image() -> Image.Image:
+    """A fixed object on a transparent background, so every machine measures the same input."""
+    image = Image.new("RGBA", (512, 512), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((120, 90, 390, 430), fill=(196, 64, 40, 255))
+    draw.rectangle((200, 40, 310, 130), fill=(60, 90, 180, 255))
+    return image
+
+
+def run_bench(
+    weights: str,
+    device: str,
+    resolutions: list[int],
+    precision: str = "float32",
+    params: GenerationParams | None = None,
+    log=print,
+) -> BenchRecord:
+    params = params or GenerationParams()
+    target = select_device(device)
+    image = bench_image()
+    with tempfile.TemporaryDirectory(prefix="triposr-bench-") as scratch:
+        source, random = _weights_to_measure(weights, Path(scratch), image, log)
+        started = time.perf_counter()
+        model = load_model(source, str(target), precision=precision)
+        load_seconds = time.perf_counter() - started
+    record = BenchRecord(
+        sidecar_version=__version__,
+        python=platform.python_version(),
+        torch=torch.__version__,
+        platform=f"{platform.system()} {platform.release()} {platform.machine()}",
+        usable_devices=[device_name(torch.device(name)) for name in usable_devices()],
+        device=device_name(target),
+        precision=precision,
+        weights="seeded random weights of the full-size network" if random else weights,
+        random_weights=random,
+        load_seconds=load_seconds,
+    )
+    log(f"model loaded in {load_seconds:.1f} s on {record.device}")
+    with OpRecorder() as recorder:
+        for resolution in resolutions:
+            log(f"resolution {resolution}...")
+            record.runs.append(_measure(model, image, params, resolution))
+    record.mps_fallbacks = dict(recorder.audit.mps_fallbacks)
+    return record
+
+
+def _weights_to_measure(weights: str, scratch: Path, image: Image.Image, log) -> tuple[str, bool]:
+    """The weights folder or repo to load, or a folder of seeded random weights when there are none."""
+    try:
+        if is_local(weights):
+            local_weights(Path(weights).expanduser())
+            return weights, False
+    except WeightsUnavailable as exc:
+        log(f"no weights: {exc}")
+    else:
+        if cached_weights(weights) is not None:
+            return weights, False
+        log(f"no weights: {weights} is not downloaded yet (`generate` downloads it)")
+    log("MEASURING WITH SEEDED RANDOM WEIGHTS of the full-size network: timings are real, meshes are not")
+    model = random_model(load_config(OFFICIAL_CONFIG), prepare_image(image))
+    torch.save(model.state_dict(), scratch / "model.ckpt")
+    (scratch / "config.yaml").write_bytes(OFFICIAL_CONFIG.read_bytes())
+    return str(scratch), True
+
+
+def _measure(model, image: Image.Image, params: GenerationParams, resolution: int) -> ResolutionRun:
+    run = ResolutionRun(resolution)
+    try:
+        result = generate_glb(model, image, GenerationParams(**{**asdict(params), "resolution": resolution}))
+    except (TripoSRError, MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
+        run.error = f"{type(exc).__name__}: {exc}"
+        return run
+    run.stage_seconds = result.stage_seconds
+    run.total_seconds = result.total_seconds
+    run.peak_rss_bytes = result.peak_rss_bytes
+    run.peak_device_bytes = result.peak_device_bytes
+    run.vertices, run.faces = result.vertices, result.faces
+    return run
