@@ -28,14 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sidecar.benchmark import bench_image
+from sidecar.benchmark import bench_image, write_random_weights
 from sidecar.memory import PeakMemory, format_bytes
-from sidecar.triposr import load_config, load_model
-from sidecar.triposr.config import OFFICIAL_CONFIG
+from sidecar.triposr import load_model
 from sidecar.triposr.mesh import FieldQuery, coloured_mesh, density_grid, find_surface
 from sidecar.triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD, TripoSR
 from sidecar.triposr.preprocess import prepare_image
-from sidecar.triposr.random_weights import random_model
 
 DEFAULT_CASES = (
     "object:dense:256,object:sparse:256,object:dense:512,object:sparse:512,object:sparse:1024,"
@@ -124,9 +122,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; weights: seeded random, full size")
     print("field | method | res | surface s | colours s | peak RSS before | peak RSS | vertices | blobs")
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(random_model(load_config(OFFICIAL_CONFIG), prepare_image(bench_image())).state_dict(),
-                   Path(folder) / "model.ckpt")  # fmt: skip
-        (Path(folder) / "config.yaml").write_bytes(OFFICIAL_CONFIG.read_bytes())
+        write_random_weights(Path(folder))
         for case in args.cases.split(","):
             field_kind, method, resolution = case.split(":")
             child = subprocess.run(

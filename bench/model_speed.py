@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,23 +23,12 @@ from pathlib import Path
 
 import torch
 
+from sidecar.benchmark import bench_image, write_random_weights
 from sidecar.memory import PeakMemory, format_bytes
-from sidecar.triposr import load_config, load_model
-from sidecar.triposr.config import OFFICIAL_CONFIG
+from sidecar.triposr import load_model
 from sidecar.triposr.isosurface import dense_isosurface
 from sidecar.triposr.mesh import coloured_mesh, density_grid
 from sidecar.triposr.model import DEFAULT_CHUNK_SIZE
-from sidecar.triposr.preprocess import open_image, prepare_image
-from sidecar.triposr.random_weights import random_model
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mug.png"
-
-
-def write_random_weights(folder: Path, seed: int = 0) -> None:
-    pixels = prepare_image(open_image(EXAMPLE))
-    model = random_model(load_config(OFFICIAL_CONFIG), pixels, seed)
-    torch.save(model.state_dict(), folder / "model.ckpt")
-    shutil.copy(OFFICIAL_CONFIG, folder / "config.yaml")
 
 
 def measure(weights: Path, resolution: int, device: str, chunk_size: int) -> dict:
@@ -49,7 +37,7 @@ def measure(weights: Path, resolution: int, device: str, chunk_size: int) -> dic
         started = time.perf_counter()
         model = load_model(str(weights), device=device)
         loaded = time.perf_counter()
-        pixels = model.preprocess(open_image(EXAMPLE))
+        pixels = model.preprocess(bench_image())
         scene_code = model.encode(pixels)[0]
         encoded = time.perf_counter()
         query = model.field_query(scene_code)

@@ -81,7 +81,7 @@ def run_bench(
     target = select_device(device)
     image = bench_image()
     with tempfile.TemporaryDirectory(prefix="triposr-bench-") as scratch:
-        source, random = _weights_to_measure(weights, Path(scratch), image, log)
+        source, random = _weights_to_measure(weights, Path(scratch), log)
         started = time.perf_counter()
         model = load_model(source, str(target), precision=precision)
         load_seconds = time.perf_counter() - started
@@ -106,7 +106,7 @@ def run_bench(
     return record
 
 
-def _weights_to_measure(weights: str, scratch: Path, image: Image.Image, log) -> tuple[str, bool]:
+def _weights_to_measure(weights: str, scratch: Path, log) -> tuple[str, bool]:
     """The weights folder or repo to load, or a folder of seeded random weights when there are none."""
     try:
         if is_local(weights):
@@ -119,10 +119,15 @@ def _weights_to_measure(weights: str, scratch: Path, image: Image.Image, log) ->
             return weights, False
         log(f"no weights: {weights} is not downloaded yet (`generate` downloads it)")
     log("MEASURING WITH SEEDED RANDOM WEIGHTS of the full-size network: timings are real, meshes are not")
-    model = random_model(load_config(OFFICIAL_CONFIG), prepare_image(image))
-    torch.save(model.state_dict(), scratch / "model.ckpt")
-    (scratch / "config.yaml").write_bytes(OFFICIAL_CONFIG.read_bytes())
+    write_random_weights(scratch)
     return str(scratch), True
+
+
+def write_random_weights(folder: Path, seed: int = 0) -> None:
+    """Seeded random weights of the full-size network, saved the way the official ones are."""
+    model = random_model(load_config(OFFICIAL_CONFIG), prepare_image(bench_image()), seed)
+    torch.save(model.state_dict(), folder / "model.ckpt")
+    (folder / "config.yaml").write_bytes(OFFICIAL_CONFIG.read_bytes())
 
 
 def _measure(model, image: Image.Image, params: GenerationParams, resolution: int) -> ResolutionRun:
