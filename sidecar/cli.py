@@ -7,10 +7,10 @@ import logging
 import sys
 
 from . import __version__
-from .commands import doctor, generate
+from .commands import bench, doctor, generate, keygen, serve, submit
 from .triposr.errors import TripoSRError
 
-COMMANDS = (generate, doctor)
+COMMANDS = (generate, doctor, serve, submit, keygen, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,85 @@
+"""`bench`: this machine's run record, as a table to read and as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..benchmark import BenchRecord, run_bench
+from ..memory import format_bytes
+from ..pipeline import STAGES, GenerationParams
+from .options import add_model_options
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "bench",
+        help="measure load time, speed and memory on this machine",
+        description="Measure model load time, per-stage times and peak memory at several mesh "
+        "resolutions. Without weights on this machine, measures seeded random weights of the "
+        "full-size network (and says so).",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--resolutions",
+        default="256,512,1024",
+        help="comma-separated marching-cubes resolutions (default: 256,512,1024)",
+    )
+    parser.add_argument("--dense", dest="sparse", action="store_false", help="evaluate the whole grid")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the record as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        resolutions = [int(value) for value in args.resolutions.split(",") if value.strip()]
+    except ValueError:
+        raise SystemExit("error: --resolutions takes whole numbers separated by commas") from None
+    progress = lambda line: print(line, file=sys.stderr)  # noqa: E731 - keeps stdout for the record
+    record = run_bench(
+        args.weights, args.device, resolutions, args.precision, GenerationParams(sparse=args.sparse), progress
+    )
+    print(render_table(record))
+    if args.json:
+        args.json.write_text(json.dumps(record.to_json(), indent=2))
+        print(f"JSON written to {args.json}")
+    return 1 if any(run.error for run in record.runs) else 0
+
+
+def render_table(record: BenchRecord) -> str:
+    lines = [
+        f"triposr-sidecar {record.sidecar_version} · Python {record.python} · torch {record.torch}",
+        f"platform: {record.platform}",
+        f"usable devices: {', '.join(record.usable_devices)}",
+        f"measured on: {record.device} ({record.precision})",
+        f"weights: {record.weights}"
+        + ("  << RANDOM: timings real, meshes meaningless" if record.random_weights else ""),
+        f"model load: {record.load_seconds:.1f} s",
+        "",
+    ]
+    header = ["resolution", *STAGES, "total", "peak RSS", "peak device", "vertices"]
+    rows = [header]
+    for run in record.runs:
+        if run.error:
+            rows.append([str(run.resolution), f"error: {run.error}"])
+            continue
+        times = [f"{run.stage_seconds.get(stage, 0.0):.2f} s" for stage in STAGES]
+        rows.append(
+            [
+                str(run.resolution),
+                *times,
+                f"{run.total_seconds:.2f} s",
+                format_bytes(run.peak_rss_bytes),
+                format_bytes(run.peak_device_bytes),
+                f"{run.vertices:,}",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
+    if record.device.startswith("mps"):
+        fallbacks = ", ".join(f"{op} x{count}" for op, count in sorted(record.mps_fallbacks.items()))
+        lines += ["", f"ops that fell back to the CPU: {fallbacks or 'none'}"]
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""`serve`: the sidecar service the Blender add-on and `submit` talk to."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import platformdirs
+
+from shared.protocol import DEFAULT_ENDPOINT
+
+from ..security import SecurityError, load_keys
+from ..server import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_QUEUE_SIZE, Limits, Server, ServerConfig, StartupError
+from ..store import StoreError
+from ..triposr.preprocess import DEFAULT_MAX_PIXELS
+from .options import add_model_options
+
+EXIT_CANNOT_START = 2
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "serve",
+        help="run the service the Blender add-on talks to",
+        description="Load the model once and run jobs sent over ZeroMQ (see docs/protocol.md).",
+    )
+    parser.add_argument(
+        "--bind",
+        default=DEFAULT_ENDPOINT,
+        metavar="ENDPOINT",
+        help=f"where to listen (default: {DEFAULT_ENDPOINT}); addresses beyond loopback need CurveZMQ keys",
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=platformdirs.user_data_path("triposr-sidecar", appauthor=False),
+        metavar="DIR",
+        help="where jobs.sqlite and the results are kept (default: %(default)s)",
+    )
+    parser.add_argument("--parent-pid", type=int, metavar="PID", help="exit when this process has exited")
+    parser.add_argument(
+        "--queue-size",
+        type=positive_int,
+        default=DEFAULT_QUEUE_SIZE,
+        help="jobs that may wait for the model; more are refused (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-image-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_IMAGE_BYTES,
+        help="largest image file accepted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="largest image accepted, width times height (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--curve-secret-key",
+        type=Path,
+        metavar="FILE",
+        help="encrypt and authenticate with CurveZMQ, using the secret key file `keygen` wrote",
+    )
+    parser.set_defaults(run=run)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        keys = load_keys(args.curve_secret_key) if args.curve_secret_key else None
+        server = Server(
+            ServerConfig(
+                endpoint=args.bind,
+                data_dir=args.data_dir,
+                weights=args.weights,
+                device=args.device,
+                precision=args.precision,
+                limits=Limits(args.queue_size, args.max_image_bytes, args.max_image_pixels),
+                keys=keys,
+                parent_pid=args.parent_pid,
+            )
+        )
+    except (StartupError, SecurityError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(
+            signum, lambda number, frame: server.request_stop(f"signal {signal.Signals(number).name}")
+        )
+    return server.serve()

@@ -1,0 +1,79 @@
+"""Jobs in flight: the ticket the worker takes from the queue, and the socket thread's record of each job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.protocol import QUEUED
+
+from .pipeline import GenerationParams
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback to stop the job it reports on."""
+
+
+class Ticket:
+    """An accepted job on its way through the queue, shared by the socket thread and the worker.
+
+    The lock makes starting and cancelling exclusive: a job cancelled before the worker takes it never starts,
+    and one the worker has started stops at its next progress report.
+    """
+
+    def __init__(self, job: str, image: bytes, params: GenerationParams):
+        self.job = job
+        self.image = image
+        self.params = params
+        self._lock = threading.Lock()
+        self._started = False
+        self._cancelled = threading.Event()
+
+    def start(self) -> bool:
+        """Called by the worker: True if the job is still wanted and is now running."""
+        with self._lock:
+            self._started = not self._cancelled.is_set()
+            return self._started
+
+    def cancel(self) -> bool:
+        """True if the job had not started, so it never will; else it stops at its next progress report."""
+        with self._lock:
+            self._cancelled.set()
+            return not self._started
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise JobCancelled(self.job)
+
+
+@dataclass
+class ActiveJob:
+    """What the socket thread knows of a queued or running job, and who wants its events."""
+
+    ticket: Ticket
+    fingerprint: tuple[str, dict[str, Any]]  # image SHA-256 and parameters: a resubmission must match
+    subscribers: dict[bytes, str]  # peer routing id -> how it wants the result delivered
+    accepted_at: float = field(default_factory=time.monotonic)
+    stage: str = QUEUED
+    fraction: float = 0.0
+    last_sent: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> str:
+        return self.ticket.job
+
+    @property
+    def queued(self) -> bool:
+        return self.stage == QUEUED
+
+    def progress_fields(self, position: int | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "stage": self.stage,
+            "fraction": round(self.fraction, 4),
+            "elapsed": round(time.monotonic() - self.accepted_at, 3),
+        }
+        if position is not None:
+            fields["position"] = position
+        return fields

@@ -1,0 +1,81 @@
+"""Who may reach the sidecar: loopback by default, CurveZMQ keys for any other address."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq.auth
+
+KEY_NAME = "sidecar"  # keygen writes sidecar.key (public) and sidecar.key_secret
+
+
+class SecurityError(Exception):
+    """The endpoint or the keys cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    public: bytes
+    secret: bytes
+
+
+def endpoint_host(endpoint: str) -> str:
+    """The host of a `tcp://HOST:PORT` endpoint, brackets of an IPv6 address removed."""
+    host, colon, port = endpoint.removeprefix("tcp://").rpartition(":")
+    if not endpoint.startswith("tcp://") or not colon or not host or not port:
+        raise SecurityError(
+            f"{endpoint!r} is not an endpoint of the form tcp://HOST:PORT, e.g. tcp://127.0.0.1:5571."
+        )
+    return host.removeprefix("[").removesuffix("]")
+
+
+def is_loopback(endpoint: str) -> bool:
+    host = endpoint_host(endpoint)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name or a host name: reachable from elsewhere
+        return False
+
+
+def check_bind(endpoint: str, keys: CurveKeys | None) -> None:
+    if keys is None and not is_loopback(endpoint):
+        raise SecurityError(
+            f"Listening on {endpoint} would let other machines reach the sidecar, which needs CurveZMQ keys. "
+            "Create them with `triposr-sidecar keygen DIR` and pass "
+            "--curve-secret-key DIR/sidecar.key_secret, or bind to 127.0.0.1."
+        )
+
+
+def load_keys(path: Path) -> CurveKeys:
+    """The key pair from a secret key file as `keygen` (zmq.auth.create_certificates) writes it."""
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise SecurityError(f"The key file {path} cannot be read: {exc.strerror or exc}.") from exc
+    except ValueError as exc:
+        raise SecurityError(f"The key file {path} is not a ZeroMQ certificate: {exc}.") from exc
+    if secret is None:
+        raise SecurityError(
+            f"{path} holds only a public key; pass the secret key file ({KEY_NAME}.key_secret) keygen wrote."
+        )
+    return CurveKeys(public, secret)
+
+
+def write_keys(folder: Path) -> tuple[Path, Path]:
+    """A new key pair in `folder`, the secret one readable by its owner only: (public file, secret file)."""
+    public_file, secret_file = folder / f"{KEY_NAME}.key", folder / f"{KEY_NAME}.key_secret"
+    taken = [str(path) for path in (public_file, secret_file) if path.exists()]
+    if taken:
+        raise SecurityError(f"{' and '.join(taken)} already exist; remove them or choose another folder.")
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = os.umask(0o077)  # the secret file must never exist readable by others, not even briefly
+    try:
+        zmq.auth.create_certificates(folder, KEY_NAME)
+    finally:
+        os.umask(previous)
+    return public_file, secret_file

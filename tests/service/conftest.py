@@ -1,0 +1,48 @@
+"""Fixtures that start real sidecar processes: one per module (options from its `SIDECAR_ARGS`), or per test.
+
+The helpers they use are in `service_harness.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_harness import Launcher, RawPeer, Sidecar
+
+from shared.client import SidecarClient
+
+
+@pytest.fixture
+def launcher(tmp_path: Path, tiny_weights: Path) -> Iterator[Launcher]:
+    launcher = Launcher(tmp_path, tiny_weights)
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def sidecar(request: pytest.FixtureRequest, tmp_path_factory, tiny_weights: Path) -> Iterator[Sidecar]:
+    launcher = Launcher(tmp_path_factory.mktemp("sidecar"), tiny_weights)
+    try:
+        yield launcher.start(*getattr(request.module, "SIDECAR_ARGS", ()))
+    finally:
+        launcher.stop_all()
+
+
+@pytest.fixture
+def client(sidecar: Sidecar) -> Iterator[SidecarClient]:
+    with sidecar.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def image(tiny_weights: Path) -> bytes:
+    return (tiny_weights / "input.png").read_bytes()
+
+
+@pytest.fixture
+def raw_peer(sidecar: Sidecar) -> Iterator[RawPeer]:
+    peer = RawPeer(sidecar.endpoint)
+    yield peer
+    peer.close()

@@ -1,0 +1,30 @@
+"""`triposr-sidecar bench`: the run record as a table and as JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, tiny_weights):
+    record_file = tmp_path / "record.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "bench", "--weights", str(tiny_weights), "--device", "cpu",
+         "--resolutions", "32,48", "--json", str(record_file)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.splitlines()
+    header = next(line for line in table if line.startswith("resolution"))
+    for column in ("encode", "density", "total", "peak RSS", "vertices"):
+        assert column in header
+    assert any(line.startswith("32 ") for line in table) and any(line.startswith("48 ") for line in table)
+    record = json.loads(record_file.read_text())
+    assert record["random_weights"] is False and record["load_seconds"] > 0
+    assert record["usable_devices"][-1] == "cpu"
+    assert [run["resolution"] for run in record["runs"]] == [32, 48]
+    for run in record["runs"]:
+        assert run["error"] is None
+        assert run["vertices"] > 0 and run["peak_rss_bytes"] > 0
+        assert set(run["stage_seconds"]) == {"preprocess", "encode", "density", "surface", "export"}

@@ -1,0 +1,168 @@
+"""The protocol without a sidecar: framing, its refusals, job parameters, and the client's own time limits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from shared.client import SidecarClient, SidecarUnavailable
+from shared.protocol import (
+    ERROR_CODES,
+    MAX_HEADER_BYTES,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    decode,
+    encode,
+    is_job_id,
+    new_job_id,
+)
+from sidecar.params import INTEGER_RANGES, parse_params
+from sidecar.pipeline import GenerationParams
+
+# Nothing listens here: the client must still answer within the time it was given.
+NOWHERE = "tcp://127.0.0.1:9"
+
+
+def header(**fields) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, "type": "submit", **fields}).encode()
+
+
+def test_a_message_survives_encoding_with_its_payloads_in_order():
+    job = new_job_id()
+    frames = encode("result", job, payloads={"glb": b"model", "preview": b"png"}, vertices=3)
+    message = decode(frames)
+    assert message.type == "result"
+    assert message.job == job
+    assert message.header["frames"] == ["glb", "preview"]
+    assert message.header["vertices"] == 3
+    assert message.payloads == {"glb": b"model", "preview": b"png"}
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([], "bad_header"),
+        ([b"x" * (MAX_HEADER_BYTES + 1)], "header_too_large"),
+        ([b"\xff\xfe"], "bad_header"),
+        ([b'{"v": 1, "type": '], "bad_header"),
+        ([b'{"v": 1, "type": "hello", "x": NaN}'], "bad_header"),
+        ([b"[" * 100_000 + b"]" * 100_000], "header_too_large"),
+        ([b"[" * 30_000 + b"]" * 30_000], "bad_header"),
+        ([b"[1, 2]"], "bad_header"),
+        ([b'{"type": "hello"}'], "bad_header"),
+        ([b'{"v": 2, "type": "hello"}'], "unsupported_version"),
+        ([b'{"v": 1}'], "bad_header"),
+        ([header(job="../../etc/passwd")], "bad_header"),
+        ([header(job=new_job_id().upper())], "bad_header"),
+        ([header(frames="image")], "bad_header"),
+        ([header(frames=["image", "image"]), b"a", b"b"], "bad_header"),
+        ([header(frames=["image"])], "missing_payload"),
+        ([header(), b"stray"], "bad_header"),
+    ],
+)
+def test_malformed_messages_are_refused_with_a_code(frames, code):
+    with pytest.raises(ProtocolError) as refused:
+        decode(frames)
+    assert refused.value.code == code
+    assert str(refused.value)
+
+
+def test_error_codes_say_whether_a_retry_can_help():
+    assert ProtocolError("queue_full", "later").retryable
+    assert not ProtocolError("image_damaged", "no").retryable
+    with pytest.raises(ValueError):
+        ProtocolError("no_such_code", "")
+    retryable = {code for code, retry in ERROR_CODES.items() if retry}
+    assert {"sidecar_lost", "interrupted", "shutting_down"} <= retryable
+
+
+def test_job_ids_are_canonical_uuids():
+    assert is_job_id(new_job_id())
+    assert not is_job_id("not-a-uuid")
+    assert not is_job_id(None)
+    assert not is_job_id("{" + new_job_id() + "}")
+
+
+def test_job_parameters_get_defaults_and_are_checked():
+    params = parse_params({"resolution": 64, "backend": "auto"})
+    assert params.generation == GenerationParams(resolution=64)
+    assert params.to_wire()["backend"] == "auto"
+    assert params.runs_on == "local"
+    assert parse_params(None).generation == GenerationParams()
+    wrong = [
+        {"resolution": "high"}, {"resolution": 4}, {"resolution": True}, {"foreground_ratio": 0},
+        {"threshold": float("inf")}, {"remove_background": 1}, {"sparse": "yes"}, {"colour": "red"}, [1],
+    ]  # fmt: skip
+    for bad in wrong:
+        with pytest.raises(ProtocolError) as refused:
+            parse_params(bad)
+        assert refused.value.code == "bad_parameter"
+    with pytest.raises(ProtocolError) as refused:
+        parse_params({"backend": "replicate"})
+    assert refused.value.code == "backend_unavailable"
+
+
+def test_every_whole_number_parameter_has_bounds():
+    whole_numbers = {field.name for field in fields(GenerationParams) if type(field.default) is int}
+    assert whole_numbers == set(INTEGER_RANGES)
+
+
+def test_the_cache_key_ignores_the_chunk_size_but_not_the_model_or_the_image():
+    small_chunks = parse_params({"chunk_size": 4096})
+    large_chunks = parse_params({"chunk_size": 65536})
+    assert small_chunks.cache_key("sha", "model") == large_chunks.cache_key("sha", "model")
+    assert small_chunks.cache_key("sha", "model") != small_chunks.cache_key("sha", "other model")
+    assert small_chunks.cache_key("sha", "model") != small_chunks.cache_key("other sha", "model")
+    assert parse_params({"threshold": 20}).cache_key("sha", "model") != small_chunks.cache_key("sha", "model")
+
+
+def test_a_blocking_request_gives_up_within_its_timeout():
+    with SidecarClient(NOWHERE) as client:
+        started = time.monotonic()
+        with pytest.raises(SidecarUnavailable) as unavailable:
+            client.hello(timeout=0.3)
+        assert time.monotonic() - started < 1.0
+    assert unavailable.value.retryable
+    assert unavailable.value.code == "sidecar_unavailable"
+
+
+def test_a_silent_sidecar_is_reported_lost_once_per_job_after_the_heartbeat_timeout():
+    with SidecarClient(NOWHERE, heartbeat_timeout=0.3) as client:
+        started = time.monotonic()
+        jobs = {client.submit(b"png"), client.submit(b"png")}  # never blocks, even with no one listening
+        assert client.poll() == []
+        events = client.poll(timeout=5.0)
+        waited = time.monotonic() - started
+        assert 0.3 <= waited < 2.0
+        assert {event.job for event in events} == jobs
+        assert {(event.type, event.header["code"], event.header["retryable"]) for event in events} == {
+            ("error", "sidecar_lost", True)
+        }
+        assert client.active_jobs == set()
+        assert client.poll(timeout=0.5) == []
+
+
+def test_a_client_refuses_a_job_id_that_is_not_a_uuid():
+    with SidecarClient(NOWHERE) as client, pytest.raises(ValueError):
+        client.submit(b"png", job_id="my-job")
+
+
+def test_the_shared_package_works_vendored_inside_another_package(tmp_path):
+    # The add-on ships shared/ as `<addon>.shared` inside Blender's Python: no sidecar, no torch, and no
+    # absolute `shared` import that would only work here, where the project is installed.
+    shutil.copytree(Path(__file__).resolve().parents[1] / "shared", tmp_path / "addon" / "shared")
+    (tmp_path / "addon" / "__init__.py").write_text("")
+    check = (
+        "import sys; import addon.shared.client; "
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'shared', 'sidecar', 'torch'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
