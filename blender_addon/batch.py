@@ -1,0 +1,100 @@
+"""Batches: which images, how far along, and where each model goes on the grid. No bpy.
+
+Each image's model lands in its own collection inside the batch's collection, on a grid of square cells
+laid out from the 3D cursor: columns along +X, rows along -Y. A cell is wide enough for the largest model so
+far, so when a bigger model arrives the grid spreads out instead of letting models overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .tracker import JobState
+
+# What the sidecar decodes (Pillow), by file name.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tga", ".tif", ".tiff"})
+# TripoSR's models fit a cube of side 1.74 (its radius 0.87): cells of 2.2 m keep them apart from the start.
+CELL_SIZE = 2.2
+GAP = 1.2  # a cell is this much wider than the largest model in it
+IN_FLIGHT = 4  # jobs sent to the sidecar at once: keeps its queue short, and Replicate's predictions busy
+RETRIES = 2  # extra tries for an error the sidecar calls retryable (a full queue, a rate limit)
+
+
+def images_in_folder(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
+
+
+def grid_offset(index: int, count: int, cell: float) -> tuple[float, float]:
+    """The (x, y) offset of item `index` of `count` from the grid's corner: a near-square grid."""
+    columns = max(1, math.ceil(math.sqrt(count)))
+    row, column = divmod(index, columns)
+    return column * cell, -row * cell
+
+
+def cell_for(largest_size: float) -> float:
+    return max(CELL_SIZE, largest_size * GAP)
+
+
+@dataclass
+class BatchItem:
+    path: str
+    name: str
+    state: JobState | None = None  # None: not sent yet
+    job: str = ""
+    message: str = ""  # why it failed, or that it came from the store
+    collection: str = ""  # its collection once imported
+    offset: tuple[float, float] = (0.0, 0.0)  # where it was placed, relative to the batch's corner
+    tries: int = 0
+
+
+@dataclass
+class Batch:
+    name: str  # what its collection is called (when made: Blender may add .001)
+    items: list[BatchItem]
+    collection: str = ""  # its collection, once the first model has arrived
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the 3D cursor when the batch started
+    cell: float = CELL_SIZE
+    stopped: bool = False
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_paths(cls, name: str, paths: list[Path], **kwargs) -> Batch:
+        return cls(name, [BatchItem(str(path), path.stem) for path in paths], **kwargs)
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def finished(self) -> int:
+        return sum(1 for item in self.items if item.state is not None and item.state.finished)
+
+    @property
+    def failed(self) -> list[BatchItem]:
+        return [item for item in self.items if item.state is JobState.FAILED]
+
+    @property
+    def running(self) -> bool:
+        return self.finished < self.total and not (self.stopped and not self.in_flight())
+
+    def progress_text(self) -> str:
+        return f"{self.finished} / {self.total}"
+
+    def in_flight(self) -> list[BatchItem]:
+        return [item for item in self.items if item.state is not None and not item.state.finished]
+
+    def to_send(self) -> list[BatchItem]:
+        """The items to submit now, keeping at most IN_FLIGHT with the sidecar."""
+        if self.stopped:
+            return []
+        waiting = [item for item in self.items if item.state is None]
+        return waiting[: max(0, IN_FLIGHT - len(self.in_flight()))]
+
+    def offset_of(self, item: BatchItem) -> tuple[float, float]:
+        return grid_offset(self.items.index(item), self.total, self.cell)

@@ -1,0 +1,195 @@
+"""Starting and stopping the sidecar process. No bpy: plain pytest covers it.
+
+The sidecar runs in its own process group with its output in a log file, and gets Blender's pid so it exits
+when Blender does. Whether it is up is decided by `hello` answering, which the tick checks; this module only
+owns the process and turns the ways a start fails into sentences that say what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+COMMAND = "triposr-sidecar"
+PREFERENCES = "Edit > Preferences > Add-ons > TripoSR for Blender"
+
+
+class LaunchError(Exception):
+    """A start that cannot work; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    runner: str  # "COMMAND": the triposr-sidecar program; "PYTHON": an interpreter that has the package
+    executable: str  # the program or the interpreter; empty: triposr-sidecar found on PATH
+    endpoint: str
+    weights: str
+    device: str
+    data_dir: str = ""
+    token: str = ""  # the Replicate token: handed over in the environment, never on the command line
+
+    def __repr__(self) -> str:  # keeps the token out of tracebacks and logs
+        return f"LaunchSettings({self.runner}, {self.executable!r}, {self.endpoint!r})"
+
+
+def is_local(endpoint: str) -> bool:
+    """Whether the endpoint is on this computer, where the add-on can start the sidecar and read its files."""
+    if endpoint.startswith("ipc://"):
+        return True
+    return urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def find_command() -> str | None:
+    return shutil.which(COMMAND)
+
+
+def program(settings: LaunchSettings) -> list[str]:
+    """The command up to the `serve` subcommand."""
+    if settings.runner == "PYTHON":
+        if not settings.executable:
+            raise LaunchError(f"Choose the Python interpreter that has the TripoSR sidecar in {PREFERENCES}.")
+        return [settings.executable, "-m", "sidecar"]
+    executable = settings.executable or find_command()
+    if not executable:
+        raise LaunchError(
+            f"“{COMMAND}” is not on the PATH Blender sees. Set its full path, or the Python that has the "
+            f"sidecar installed, in {PREFERENCES}."
+        )
+    return [executable]
+
+
+def serve_command(settings: LaunchSettings, parent_pid: int) -> list[str]:
+    bind = settings.endpoint.replace("://localhost:", "://127.0.0.1:")
+    command = [*program(settings), "serve", "--bind", bind, "--parent-pid", str(parent_pid)]
+    if settings.weights:
+        command += ["--weights", settings.weights]
+    if settings.device:
+        command += ["--device", settings.device]
+    if settings.data_dir:
+        command += ["--data-dir", settings.data_dir]
+    return command
+
+
+def serve_environment(settings: LaunchSettings) -> dict[str, str]:
+    environment = dict(os.environ)
+    if settings.token:
+        environment["REPLICATE_API_TOKEN"] = settings.token
+    environment["PYTHONUNBUFFERED"] = "1"  # so the log shows what happened right up to a crash
+    return environment
+
+
+def diagnose(returncode: int, log_tail: str, settings: LaunchSettings) -> str:
+    """A sentence for a sidecar that exited while starting, from its exit code and the end of its log."""
+    last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    if "No module named 'sidecar'" in log_tail or "No module named sidecar" in log_tail:
+        return (
+            f"{settings.executable} has no TripoSR sidecar installed. Install it into that Python "
+            f"(pip install -e . in the TripoSR for Blender folder), or choose another one in {PREFERENCES}."
+        )
+    if "No module named" in log_tail:
+        return f"The sidecar is missing a package ({last}). Reinstall it with its dependencies."
+    if "usage:" in log_tail:
+        return f"The sidecar does not understand its command line ({last}). It may be too old: update it."
+    if returncode == 2:  # the sidecar's code for an endpoint it cannot bind
+        return f"{last} Choose another port for the endpoint in {PREFERENCES}, or close what uses it."
+    if last.startswith("error: "):
+        last = last[len("error: ") :]
+    return f"The sidecar stopped while starting (exit code {returncode}): {last or 'see its log.'}"
+
+
+def log_tail(path: Path, size: int = 4000) -> str:
+    try:
+        with path.open("rb") as stream:
+            stream.seek(max(0, path.stat().st_size - size))
+            return stream.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class Launcher:
+    """The sidecar process this Blender started, if any."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.settings: LaunchSettings | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, settings: LaunchSettings, log_path: Path) -> None:
+        if not is_local(settings.endpoint):
+            raise LaunchError(
+                f"{settings.endpoint} is on another computer: start the sidecar there, or set a local "
+                f"endpoint (tcp://127.0.0.1:PORT) in {PREFERENCES}."
+            )
+        if self.running:
+            return
+        command = serve_command(settings, os.getpid())
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Its own process group: Ctrl+C in Blender's terminal does not reach it; Stop can end its children.
+        creationflags = 0
+        if sys.platform == "win32":
+            creationflags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        with log_path.open("w", encoding="utf-8") as log:
+            try:
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    cwd=log_path.parent,  # not Blender's folder: a `sidecar` folder there would shadow it
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=serve_environment(settings),
+                    creationflags=creationflags,
+                    start_new_session=sys.platform != "win32",
+                )
+            except OSError as exc:
+                raise LaunchError(
+                    f"Cannot run “{command[0]}”: {exc.strerror or exc}. Check the sidecar's program or "
+                    f"Python in {PREFERENCES}."
+                ) from None
+        self.settings, self.log_path = settings, log_path
+
+    def exit_message(self) -> str | None:
+        """None while the process runs (or none was started); a sentence once it has exited."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        assert self.settings is not None and self.log_path is not None
+        message = diagnose(self.process.returncode, log_tail(self.log_path), self.settings)
+        self.process = None
+        return message
+
+    def stop(self, grace: float = 3.0) -> None:
+        """End the process if it outlived a shutdown request: terminate its group, then kill it."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        end(process, kill=False)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            end(process, kill=True)
+            process.wait(timeout=grace)
+
+
+def end(process: subprocess.Popen, kill: bool) -> None:
+    """Terminate (or kill) the process and, on POSIX, its whole group."""
+    try:
+        if sys.platform == "win32":
+            process.kill() if kill else process.terminate()
+        else:
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,101 @@
+"""What the artist sets in the panel, kept per scene (`scene.triposr`) so it is saved with the file.
+
+Job state is not here: it lives in `session` for as long as Blender runs, never in a .blend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from .runtime import session
+
+# Fixed numbers, so a saved choice keeps its meaning whichever backends the sidecar offers today.
+BACKENDS = (
+    ("local", "Local", "This computer's GPU or CPU", 0),
+    ("replicate", "Replicate", "TripoSR on Replicate's servers: needs a token, costs cents a model", 1),
+    ("auto", "Automatic", "Local, and Replicate when the local run cannot work", 2),
+)
+# Blender keeps only the strings of enum items Python holds on to: the list lives here, not in the callback.
+_offered: list[tuple[str, str, str, int]] = list(BACKENDS)
+
+
+def offered_backends(_self: object, _context: bpy.types.Context | None) -> list[tuple[str, str, str, int]]:
+    names = session.info.backends if session.info else [item[0] for item in BACKENDS]
+    _offered[:] = [item for item in BACKENDS if item[0] in names] or list(BACKENDS[:1])
+    return _offered
+
+
+class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
+    source: EnumProperty(  # type: ignore[valid-type]
+        name="Source",
+        items=(
+            ("FILE", "File", "An image file on disk"),
+            ("IMAGE", "Image", "An image already loaded in Blender"),
+        ),
+        default="FILE",
+    )
+    filepath: StringProperty(name="Image File", subtype="FILE_PATH")  # type: ignore[valid-type]
+    image: PointerProperty(name="Image", type=bpy.types.Image)  # type: ignore[valid-type]
+    backend: EnumProperty(name="Backend", items=offered_backends)  # type: ignore[valid-type]
+    resolution: IntProperty(  # type: ignore[valid-type]
+        name="Resolution",
+        description="Marching-cubes grid per axis: more gives finer detail, more vertices and a longer wait",
+        default=256,
+        min=16,
+        soft_min=64,
+        soft_max=512,
+        max=1024,
+    )
+    foreground_ratio: FloatProperty(  # type: ignore[valid-type]
+        name="Foreground Ratio",
+        description="How much of the image the object fills after cropping",
+        default=0.85,
+        min=0.5,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    remove_background: BoolProperty(  # type: ignore[valid-type]
+        name="Remove Background",
+        description="Cut the object out of an image without transparency",
+        default=True,
+    )
+    collection: PointerProperty(  # type: ignore[valid-type]
+        name="Collection",
+        description="Where the model goes; empty: a new collection named after the image",
+        type=bpy.types.Collection,
+    )
+    batch_folder: StringProperty(  # type: ignore[valid-type]
+        name="Folder",
+        description="A folder of images (or of GLBs to import)",
+        subtype="DIR_PATH",
+    )
+
+    def params(self) -> dict:
+        """The job parameters the sidecar takes."""
+        return {
+            "backend": self.backend,
+            "resolution": self.resolution,
+            "foreground_ratio": round(self.foreground_ratio, 4),
+            "remove_background": self.remove_background,
+        }
+
+    def image_name(self) -> str:
+        """What the model will be called: the image's name without its extension."""
+        if self.source == "IMAGE":
+            return Path(self.image.name).stem if self.image else ""
+        return Path(bpy.path.abspath(self.filepath)).stem if self.filepath else ""
+
+
+def scene_settings(context: bpy.types.Context) -> TRIPOSR_PG_settings:
+    return context.scene.triposr  # registered below, at run time
+
+
+def register() -> None:
+    bpy.types.Scene.triposr = PointerProperty(type=TRIPOSR_PG_settings)  # type: ignore[attr-defined,func-returns-value]
+
+
+def unregister() -> None:
+    del bpy.types.Scene.triposr  # type: ignore[attr-defined]

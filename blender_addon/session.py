@@ -1,0 +1,339 @@
+"""What the add-on holds while Blender runs: the connection, the jobs, the batch, the process it started.
+
+Nothing here is saved in a .blend and nothing here touches bpy: the tick calls `update()`, the operators make
+requests, and plain pytest drives it against a fake client. All of it runs on Blender's main thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .batch import RETRIES, Batch, BatchItem
+from .launcher import Launcher, LaunchError, LaunchSettings, is_local
+from .shared.client import SidecarClient, SidecarError
+from .shared.protocol import new_job_id
+from .tracker import Job, JobState, JobTracker
+
+# How long a tick may wait for `hello`. A sidecar on this computer answers in a millisecond or so; one that
+# answered before gets longer, so that a busy moment is not mistaken for its loss.
+PROBE_TIMEOUT = 0.02
+CONNECTED_PROBE_TIMEOUT = 0.1
+PROBE_EVERY = 3.0  # seconds between checks that the sidecar is still there, or has come up
+START_TIMEOUT = 120.0  # a first start imports torch and may download weights: give it time
+RECENT_LIMIT = 20
+
+
+@dataclass
+class Unsent:
+    """A job's request, held while the sidecar starts."""
+
+    image: bytes
+    params: dict
+    filename: str
+
+
+@dataclass(frozen=True)
+class SidecarInfo:
+    """The sidecar as its last `hello` described it."""
+
+    hello: dict[str, Any]
+
+    @property
+    def device(self) -> str:
+        return str(self.hello.get("device") or "")
+
+    @property
+    def weights(self) -> str:
+        """One of loading, loaded, failed."""
+        return str(self.hello.get("weights") or "")
+
+    @property
+    def weights_error(self) -> str:
+        return str(self.hello.get("weights_error") or "")
+
+    @property
+    def backends(self) -> list[str]:
+        return [str(name) for name in self.hello.get("backends") or ["local"]]
+
+    @property
+    def version(self) -> str:
+        return str(self.hello.get("version") or "")
+
+    @property
+    def queue_length(self) -> int:
+        return int(self.hello.get("queue_length") or 0)
+
+
+class Session:
+    def __init__(self, make_client: Callable[..., Any] = SidecarClient) -> None:
+        self._make_client = make_client
+        self.client: Any = None
+        self.endpoint = ""
+        self.heartbeat = 15.0
+        self.info: SidecarInfo | None = None  # None: the sidecar did not answer
+        self.problem = ""  # why there is no sidecar, or why it failed to start
+        self.tracker = JobTracker()
+        self.unsent: dict[str, Unsent] = {}
+        self.launcher = Launcher()
+        self.starting_since: float | None = None
+        self.next_probe = 0.0
+        self.current = ""  # the panel's job: the last one Generate sent
+        self.batch: Batch | None = None
+        self.recent: list[dict[str, Any]] = []
+        self.changed = True  # something the panel shows has changed since the tick last redrew it
+
+    # The connection.
+
+    @property
+    def connected(self) -> bool:
+        return self.info is not None
+
+    @property
+    def starting(self) -> bool:
+        return self.starting_since is not None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.tracker.active()) or self.starting
+
+    @property
+    def deliver(self) -> str:
+        """A sidecar on this computer hands over the path of its GLB: no megabytes through the socket."""
+        return "path" if is_local(self.endpoint) else "bytes"
+
+    def configure(self, endpoint: str, heartbeat: float) -> None:
+        """Follow the preferences; a new endpoint gets a new client once no job depends on the old one."""
+        if (endpoint, heartbeat) != (self.endpoint, self.heartbeat) and not self.tracker.active():
+            self.disconnect()
+            self.endpoint, self.heartbeat, self.next_probe = endpoint, heartbeat, 0.0
+
+    def ensure_client(self) -> Any:
+        if self.client is None:
+            self.client = self._make_client(self.endpoint, heartbeat_timeout=self.heartbeat)
+        return self.client
+
+    def disconnect(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client, self.info = None, None
+
+    def probe(self, timeout: float | None = None) -> bool:
+        """Ask the sidecar for `hello`; True when it answered."""
+        self.next_probe = time.monotonic() + PROBE_EVERY
+        if timeout is None:
+            timeout = CONNECTED_PROBE_TIMEOUT if self.connected else PROBE_TIMEOUT
+        try:
+            hello = self.ensure_client().hello(timeout=timeout)
+        except SidecarError as exc:
+            if self.connected or not self.problem:
+                silent = exc.code == "sidecar_unavailable"
+                self.problem = f"No sidecar answers at {self.endpoint}." if silent else str(exc)
+            self.info, self.changed = None, True
+            if not self.client.active_jobs:
+                # Requests to an absent sidecar would pile up in the socket: start afresh next time.
+                self.disconnect()
+            return False
+        if self.info is None or self.info.hello != hello:
+            self.info, self.changed = SidecarInfo(hello), True
+        self.problem, self.starting_since = "", None
+        return True
+
+    # The process.
+
+    def start(self, settings: LaunchSettings, log_path: Path, check_timeout: float = 0.3) -> str:
+        """Start the sidecar unless one already answers; what happened, in words."""
+        self.configure(settings.endpoint, self.heartbeat)
+        if self.probe(check_timeout):
+            return f"The sidecar at {self.endpoint} is already running."
+        if self.launcher.running:
+            self.starting_since = self.starting_since or time.monotonic()
+            return "The sidecar is starting."
+        try:
+            self.launcher.start(settings, log_path)
+        except LaunchError as exc:
+            self.problem, self.changed = str(exc), True
+            raise
+        self.starting_since, self.problem, self.changed, self.next_probe = time.monotonic(), "", True, 0.0
+        return f"Starting the sidecar at {self.endpoint}."
+
+    def stop(self) -> str:
+        """Ask the sidecar to shut down; end the process this Blender started if it lingers."""
+        message = f"Stopped the sidecar at {self.endpoint}."
+        try:
+            self.ensure_client().shutdown(timeout=1.0)
+        except SidecarError as exc:
+            if not self.launcher.running:
+                message = str(exc)
+        self.launcher.stop()
+        self.disconnect()
+        self.starting_since, self.problem, self.changed = None, "", True
+        return message
+
+    def watch_start(self) -> None:
+        """While starting: notice the process ending, or taking too long to answer."""
+        if self.starting_since is None:
+            return
+        exit_message = self.launcher.exit_message()
+        if exit_message:
+            self.starting_since, self.problem, self.changed = None, exit_message, True
+        elif time.monotonic() - self.starting_since > START_TIMEOUT:
+            self.starting_since, self.changed = None, True
+            self.problem = (
+                f"The sidecar started but has not answered on {self.endpoint} for {START_TIMEOUT:g} s."
+            )
+
+    # Jobs.
+
+    def submit(
+        self, image: bytes, params: dict, name: str, filename: str, collection: str = "", batch: str = ""
+    ) -> Job:
+        """Send a job, or hold it until the sidecar that is starting answers."""
+        job = self.hold(image, params, name, filename, collection, batch)
+        self.send_unsent()
+        return job
+
+    def hold(
+        self, image: bytes, params: dict, name: str, filename: str, collection: str = "", batch: str = ""
+    ) -> Job:
+        job = Job(new_job_id(), name, collection=collection, batch=batch, state=JobState.WAITING)
+        self.unsent[job.id] = Unsent(image, params, filename)
+        self.changed = True
+        return self.tracker.add(job)
+
+    def send_unsent(self) -> None:
+        """Send the jobs held while there was no sidecar; fail them when none is coming."""
+        if not self.unsent or (self.starting and not self.connected):
+            return
+        for job_id, unsent in list(self.unsent.items()):
+            del self.unsent[job_id]
+            job = self.tracker.get(job_id)
+            if job is None or job.state is not JobState.WAITING:
+                continue
+            try:
+                if not self.connected:
+                    raise SidecarError(
+                        "sidecar_unavailable", self.problem or f"No sidecar answers at {self.endpoint}."
+                    )
+                client = self.ensure_client()
+                client.submit(
+                    unsent.image, unsent.params, job_id=job_id, filename=unsent.filename, deliver=self.deliver
+                )
+            except SidecarError as exc:
+                self.tracker.fail(job, str(exc), exc.code, exc.retryable)
+            else:
+                job.state, job.started = JobState.SUBMITTED, time.monotonic()
+            self.job_changed(job)
+
+    def cancel(self, job_id: str) -> None:
+        job = self.tracker.get(job_id)
+        if job is None:
+            return
+        if job.state is JobState.WAITING:
+            self.unsent.pop(job_id, None)
+            self.tracker.finish(job, JobState.CANCELLED)
+        elif self.tracker.cancel(job_id) and job.state is JobState.CANCELLING and self.client is not None:
+            self.client.cancel(job_id)
+        self.job_changed(job)
+
+    def fetch(self, job_id: str, name: str) -> Job:
+        """Ask for a past result again; it arrives as a `result` event, like a new one."""
+        job = self.tracker.add(Job(job_id, name, state=JobState.SUBMITTED))
+        self.ensure_client().fetch(job_id, deliver=self.deliver)
+        self.changed = True
+        return job
+
+    def fetch_bytes(self, job: Job) -> None:
+        """The sidecar's path cannot be read here (it runs elsewhere): have the GLB sent instead."""
+        job.state, job.result = JobState.SUBMITTED, {}
+        self.ensure_client().fetch(job.id, deliver="bytes")
+
+    def imported(self, job: Job, objects: list[str]) -> None:
+        job.objects = objects
+        self.tracker.finish(job, JobState.DONE)
+        self.job_changed(job)
+
+    def import_failed(self, job: Job, message: str) -> None:
+        self.tracker.fail(job, message, "import_failed")
+        self.job_changed(job)
+
+    def update(self) -> None:
+        """One tick's work, never waiting on the sidecar for long."""
+        self.watch_start()
+        idle = self.client is None or not self.client.active_jobs
+        if self.endpoint and idle and time.monotonic() >= self.next_probe:
+            self.probe()
+        if self.client is not None:
+            for event in self.client.poll(0.0):
+                job = self.tracker.apply(event)
+                if job is None:
+                    continue
+                if job.error_code == "sidecar_lost":
+                    self.info, self.problem = None, job.error
+                self.job_changed(job)
+        self.send_unsent()
+        self.advance_batch()
+
+    def refresh_recent(self, timeout: float = 0.5) -> None:
+        self.recent = [
+            job
+            for job in self.ensure_client().list_results(timeout, RECENT_LIMIT)
+            if job.get("status") == "done"
+        ]
+        self.changed = True
+
+    # The batch.
+
+    def start_batch(self, batch: Batch) -> None:
+        self.batch = batch
+        self.changed = True
+        self.advance_batch()
+
+    def stop_batch(self) -> None:
+        if self.batch is None:
+            return
+        self.batch.stopped = True
+        for item in self.batch.in_flight():
+            self.cancel(item.job)
+
+    def advance_batch(self) -> None:
+        batch = self.batch
+        if batch is None:
+            return
+        for item in batch.to_send():
+            item.tries += 1
+            try:
+                image = Path(item.path).read_bytes()
+            except OSError as exc:
+                item.state, item.message = JobState.FAILED, f"Cannot read the image: {exc.strerror or exc}."
+                continue
+            item.state, item.message = JobState.WAITING, ""
+            item.job = self.hold(image, batch.params, item.name, Path(item.path).name, batch=batch.name).id
+        self.send_unsent()
+
+    def batch_item(self, job: Job) -> BatchItem | None:
+        if self.batch is None or job.batch != self.batch.name:
+            return None
+        return next((item for item in self.batch.items if item.job == job.id), None)
+
+    def job_changed(self, job: Job) -> None:
+        self.changed = True
+        item = self.batch_item(job)
+        if item is None or self.batch is None:
+            return
+        if (
+            job.state is JobState.FAILED
+            and job.retryable
+            and item.tries <= RETRIES
+            and not self.batch.stopped
+        ):
+            item.state, item.job = None, ""  # advance_batch sends it again
+            return
+        item.state = job.state
+        if job.state is JobState.FAILED:
+            item.message = job.error
+        elif job.state is JobState.DONE and job.from_store:
+            item.message = "from the store"

@@ -1,0 +1,89 @@
+"""The one timer: polls the sidecar without waiting, imports what has arrived, redraws the panel.
+
+All bpy work for jobs happens here, on Blender's main thread. Background mode fires no timers, so `tick` is a
+plain function too: operators asked to wait, and the tests, call it in a loop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+
+import bpy
+
+from .placement import import_job
+from .preferences import get_preferences
+from .runtime import session
+from .tracker import Job
+
+BUSY_INTERVAL = 0.1
+IDLE_INTERVAL = 1.0
+
+
+def tick() -> float:
+    preferences = get_preferences()
+    session.configure(preferences.endpoint.strip(), preferences.heartbeat_timeout)
+    # A result is imported a tick after the one that received it, one per tick, so that no tick both takes
+    # a large message off the socket and imports it. The importer leaves Edit or Sculpt mode to do its
+    # work: a model waits until the artist is back in Object Mode.
+    ready = session.tracker.ready()
+    if ready and bpy.context.mode == "OBJECT":
+        land(ready[0])
+    session.update()
+    if session.changed:
+        session.changed = False
+        redraw()
+    return BUSY_INTERVAL if session.busy or session.tracker.ready() else IDLE_INTERVAL
+
+
+def land(job: Job) -> None:
+    """Import a result into the scene, as one undo step."""
+    path = job.result.get("path")
+    if job.glb is None and not (path and os.path.isfile(path)):
+        session.fetch_bytes(job)  # the sidecar runs on another computer: its path means nothing here
+        return
+    item = session.batch_item(job)
+    try:
+        objects = import_job(job, session.batch if item else None, item)
+    except Exception as exc:  # a broken GLB must not stop the tick, nor the rest of a batch
+        session.import_failed(job, f"Blender could not import the model: {exc}")
+        return
+    session.imported(job, [obj.name for obj in objects])
+    bpy.ops.ed.undo_push(message=f"TripoSR: {job.name}")
+
+
+def redraw() -> None:
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+def run_until(done: Callable[[], bool]) -> None:
+    """Tick until `done()`: the synchronous path that background mode, which fires no timers, needs.
+
+    It ends: a job ends in a result, an error, a cancellation, or the client's `sidecar_lost` error.
+    """
+    while not done():
+        time.sleep(min(tick(), BUSY_INTERVAL))
+
+
+def timer() -> float:
+    """`tick` as Blender's timer: a failing tick is reported, and the next one still comes."""
+    try:
+        return tick()
+    except Exception:
+        traceback.print_exc()
+        return IDLE_INTERVAL
+
+
+def register() -> None:
+    bpy.app.timers.register(timer, first_interval=0.5, persistent=True)
+
+
+def unregister() -> None:
+    if bpy.app.timers.is_registered(timer):
+        bpy.app.timers.unregister(timer)
+    session.disconnect()

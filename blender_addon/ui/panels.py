@@ -1,0 +1,193 @@
+"""The 3D Viewport's sidebar tab "TripoSR": the image and its settings, the sidecar, batches, past results."""
+
+# ruff: noqa: RUF012 - Blender reads `bl_options` as a plain set on the class
+
+from __future__ import annotations
+
+import textwrap
+import time
+from typing import TYPE_CHECKING
+
+import bpy
+
+from ..preferences import get_preferences, sidecar_log_path
+from ..properties import scene_settings
+from ..runtime import session
+from ..tracker import Job, JobState
+
+if TYPE_CHECKING:
+    from bpy.stub_internal.rna_enums import IconItems
+
+STATE_ICONS: dict[JobState | None, IconItems] = {
+    None: "LAYER_USED",
+    JobState.WAITING: "SORTTIME",
+    JobState.SUBMITTED: "SORTTIME",
+    JobState.QUEUED: "SORTTIME",
+    JobState.RUNNING: "PLAY",
+    JobState.CANCELLING: "X",
+    JobState.READY: "IMPORT",
+    JobState.DONE: "CHECKMARK",
+    JobState.FAILED: "ERROR",
+    JobState.CANCELLED: "X",
+}
+
+
+def wrapped(
+    layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: IconItems = "NONE"
+) -> None:
+    """A label broken into lines that fit the sidebar (Blender's labels do not wrap)."""
+    width = context.region.width if context.region else 300
+    scale = context.preferences.system.ui_scale or 1.0  # 0 where nothing is displayed
+    characters = max(20, int(width / (7 * scale)))
+    column = layout.column(align=True)
+    for index, line in enumerate(textwrap.wrap(text, characters) or [""]):
+        column.label(text=line, icon=icon if index == 0 else "BLANK1")
+
+
+class SidebarPanel(bpy.types.Panel):
+    """Where the add-on's panels live: the 3D Viewport's sidebar, tab "TripoSR". Not registered itself."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TripoSR"
+
+
+class TRIPOSR_PT_main(SidebarPanel):
+    bl_label = "Image to 3D"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = scene_settings(context)
+
+        layout.row().prop(settings, "source", expand=True)
+        if settings.source == "FILE":
+            layout.prop(settings, "filepath", text="")
+        else:
+            layout.template_ID(settings, "image", open="image.open")
+        column = layout.column()
+        column.prop(settings, "backend")
+        column.prop(settings, "resolution")
+        column.prop(settings, "foreground_ratio")
+        column.prop(settings, "remove_background")
+        column.prop(settings, "collection", placeholder=f"New: {settings.image_name() or 'image name'}")
+
+        job = session.tracker.get(session.current)
+        if job is not None and not job.state.finished:
+            waiting = job.state is JobState.READY and context.mode != "OBJECT"
+            text = "Switch to Object Mode to import" if waiting else job.progress_text()
+            layout.progress(factor=job.overall, type="BAR", text=text)
+            layout.operator("triposr.cancel", icon="CANCEL")
+        else:
+            row = layout.row()
+            row.scale_y = 1.5
+            row.operator("triposr.generate", icon="MESH_MONKEY")
+        if job is not None and job.state.finished:
+            draw_outcome(layout.box(), context, job)
+
+
+def draw_outcome(layout: bpy.types.UILayout, context: bpy.types.Context, job: Job) -> None:
+    if job.state is JobState.DONE:
+        layout.label(text=f"{job.name}: done", icon="CHECKMARK")
+        for line in job.summary():
+            layout.label(text=line)
+    elif job.state is JobState.FAILED:
+        wrapped(layout, context, f"{job.name}: {job.error}", icon="ERROR")
+    else:
+        layout.label(text=f"{job.name}: cancelled", icon="X")
+
+
+class TRIPOSR_PT_sidecar(SidebarPanel):
+    bl_label = "Sidecar"
+    bl_parent_id = "TRIPOSR_PT_main"
+
+    def draw_header(self, context: bpy.types.Context) -> None:
+        self.layout.label(icon="LINKED" if session.connected else "UNLINKED")
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        info = session.info
+        column = layout.column(align=True)
+        if info is not None:
+            column.label(text=f"Connected to {session.endpoint}", icon="CHECKMARK")
+            column.label(text=f"Device: {info.device or 'unknown'} · version {info.version}")
+            if info.weights == "loaded":
+                column.label(text="Model loaded", icon="CHECKMARK")
+            elif info.weights == "loading":
+                column.label(text="Loading the model…", icon="SORTTIME")
+            else:
+                wrapped(column, context, f"The model could not be loaded: {info.weights_error}", icon="ERROR")
+            if info.queue_length:
+                column.label(text=f"{info.queue_length} job(s) waiting")
+        elif session.starting:
+            elapsed = time.monotonic() - (session.starting_since or time.monotonic())
+            column.label(text=f"Starting… {elapsed:.0f} s", icon="SORTTIME")
+        else:
+            column.label(
+                text=f"Not connected ({session.endpoint or get_preferences(context).endpoint})", icon="X"
+            )
+            if session.problem:
+                wrapped(column, context, session.problem)
+
+        row = layout.row(align=True)
+        row.operator("triposr.start_sidecar", icon="PLAY")
+        row.operator("triposr.stop_sidecar", icon="PAUSE")
+        row.operator("triposr.check_sidecar", text="", icon="FILE_REFRESH")
+        row = layout.row(align=True)
+        row.operator("triposr.open_log", icon="TEXT")
+        row.label(text=str(sidecar_log_path()))
+
+
+class TRIPOSR_PT_batch(SidebarPanel):
+    bl_label = "Batch"
+    bl_parent_id = "TRIPOSR_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = scene_settings(context)
+        layout.prop(settings, "batch_folder", text="")
+        row = layout.row(align=True)
+        row.operator_context = "EXEC_DEFAULT"  # the folder above, no file browser
+        row.operator("triposr.generate_batch", text="Generate Folder", icon="PLAY")
+        row = layout.row(align=True)  # these open a file browser, starting in the folder above
+        row.operator("triposr.generate_batch", text="Pick Images…", icon="FILEBROWSER")
+        row.operator("triposr.import_glb_folder", text="Import GLBs…", icon="IMPORT")
+
+        batch = session.batch
+        if batch is None:
+            return
+        box = layout.box()
+        done = batch.finished / batch.total if batch.total else 1.0
+        box.progress(factor=done, type="BAR", text=f"{batch.name}: {batch.progress_text()}")
+        if batch.running:
+            box.operator("triposr.cancel_batch", icon="CANCEL")
+        jobs = [job for item in batch.items if (job := session.tracker.get(item.job))]
+        cost = sum(job.result.get("cost") or 0.0 for job in jobs)
+        if cost:
+            box.label(text=f"Cost so far ${cost:.2f}")
+        column = box.column(align=True)
+        for item in batch.items:
+            job = session.tracker.get(item.job)
+            state = item.state.value if item.state else "Waiting"
+            if job is not None and not job.state.finished:
+                state = job.progress_text()
+            wrapped(column, context, f"{item.name}: {item.message or state}", icon=STATE_ICONS[item.state])
+
+
+class TRIPOSR_PT_results(SidebarPanel):
+    bl_label = "Recent Results"
+    bl_parent_id = "TRIPOSR_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator("triposr.refresh_results", icon="FILE_REFRESH")
+        column = layout.column(align=True)
+        for record in session.recent:
+            name = (record.get("filename") or record["job"][:8]).rsplit(".", 1)[0]
+            row = column.row(align=True)
+            row.label(text=f"{name} · {record.get('vertices') or 0:,} vertices")
+            button = row.operator("triposr.import_result", text="", icon="IMPORT")
+            button.job, button.name = record["job"], name

@@ -1,0 +1,183 @@
+"""Package the Blender extension: `dist/<id>-<version>.zip`.
+
+The zip holds the add-on (`blender_addon/`), the protocol package `shared/` vendored inside it as a
+subpackage, and the pyzmq wheels Blender installs for it: cp311 (Blender 4.2 to 5.0) and cp312-abi3 (5.1 and
+later, on Python 3.13) for each platform. Wheels are cached under `build/wheels/`, so only the first build
+downloads. The result is checked with Blender's own validator, `blender_ext.py` from the `bpy` wheel.
+
+    python build.py                      # macOS arm64, Linux x64 and Windows x64
+    python build.py --platform current   # only this machine's wheels (what the tests use)
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent
+ADDON = ROOT / "blender_addon"
+SHARED = ROOT / "shared"
+WHEEL_CACHE = ROOT / "build" / "wheels"
+
+PYZMQ_VERSION = "27.3.0"
+# Blender platform name -> the wheel platform tag pip is asked for.
+PLATFORMS = {
+    "macos-arm64": "macosx_11_0_arm64",
+    "linux-x64": "manylinux_2_28_x86_64",
+    "windows-x64": "win_amd64",
+}
+# (pip's --python-version, --abi): the interpreter of Blender 4.2-5.0, and the stable ABI for 5.1 onwards.
+PYTHONS = (("3.11", "cp311"), ("3.12", "abi3"))
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+VALIDATORS = "lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+
+
+class BuildError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    platform: str  # Blender's name, as the manifest lists it
+    wheel_tag: str | None  # None: whatever pip picks for this machine
+
+
+def current_target() -> Target:
+    system = {"darwin": "macos"}.get(platform.system().lower(), platform.system().lower())
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
+    return Target(f"{system}-{machine}", None)
+
+
+def targets(names: list[str]) -> list[Target]:
+    if names == ["current"]:
+        return [current_target()]
+    chosen = list(PLATFORMS) if names == ["all"] else names
+    unknown = sorted(set(chosen) - set(PLATFORMS))
+    if unknown:
+        raise BuildError(f"unknown platform(s) {unknown}: use all, current or some of {sorted(PLATFORMS)}")
+    return [Target(name, PLATFORMS[name]) for name in chosen]
+
+
+def wheel(target: Target, python_version: str, abi: str) -> Path:
+    """pyzmq's wheel for one platform and Python, downloaded once into `build/wheels/`."""
+    folder = WHEEL_CACHE / f"{target.platform}-{abi}"
+    pattern = f"pyzmq-{PYZMQ_VERSION}-*.whl"
+    cached = sorted(folder.glob(pattern))
+    if not cached:
+        command = [sys.executable, "-m", "pip", "download", f"pyzmq=={PYZMQ_VERSION}", "--no-deps"]
+        command += ["--only-binary=:all:"]
+        command += ["--python-version", python_version, "--implementation", "cp", "--abi", abi]
+        if target.wheel_tag:
+            command += ["--platform", target.wheel_tag]
+        process = subprocess.run([*command, "--dest", str(folder)], capture_output=True, text=True)
+        cached = sorted(folder.glob(pattern))
+        if process.returncode != 0 or len(cached) != 1:
+            raise BuildError(f"could not download pyzmq for {target.platform} {abi}:\n{process.stderr}")
+    return cached[0]
+
+
+def manifest_text(template: str, platforms: list[str], wheels: list[str]) -> str:
+    """The template with `platforms` and `wheels` added before its first table (JSON arrays are TOML)."""
+    lines = template.splitlines()
+    first_table = next(i for i, line in enumerate(lines) if line.startswith("["))
+    added = [f"platforms = {json.dumps(platforms)}", f"wheels = {json.dumps(wheels, indent=2)}", ""]
+    return "\n".join([*lines[:first_table], *added, *lines[first_table:]]) + "\n"
+
+
+def stage_sources(destination: Path) -> Path:
+    """The add-on with `shared/` as its subpackage, laid out in `destination` as it goes into the zip."""
+    shutil.copytree(ADDON, destination, ignore=IGNORED)
+    shutil.copytree(SHARED, destination / "shared", ignore=IGNORED)
+    return destination
+
+
+def add_wheels(staged: Path, wheels: list[Path], platforms: list[str]) -> None:
+    (staged / "wheels").mkdir()
+    for path in wheels:
+        shutil.copy2(path, staged / "wheels" / path.name)
+    template = (ADDON / "blender_manifest.toml").read_text(encoding="utf-8")
+    manifest = manifest_text(template, platforms, [f"./wheels/{path.name}" for path in wheels])
+    (staged / "blender_manifest.toml").write_text(manifest, encoding="utf-8")
+
+
+def write_zip(source: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".zip.part")
+    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(source.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(source).as_posix())
+    temporary.replace(path)
+
+
+def validators() -> list[Path]:
+    """Blender's `blender_ext.py` from every `bpy` wheel at hand: the test venvs', or this Python's."""
+    found = [Path(p) for p in sorted(glob.glob(str(ROOT / ".venv-blender-*" / VALIDATORS)))]
+    found += [Path(p) for p in sorted(glob.glob(str(Path(sys.prefix) / VALIDATORS)))]
+    return found
+
+
+def validate(archive: Path, validator_paths: list[Path]) -> None:
+    if not validator_paths:
+        raise BuildError(
+            "no Blender validator found: it ships in the bpy wheel. Run the Blender tests once (they make "
+            "`.venv-blender-<series>`), or `pip install bpy` into this Python, or pass --no-validate."
+        )
+    for validator in validator_paths:
+        process = subprocess.run(
+            [sys.executable, str(validator), "validate", str(archive)], capture_output=True, text=True
+        )
+        if process.returncode != 0 or not process.stdout.startswith("Success"):
+            raise BuildError(f"{validator} rejects {archive.name}:\n{process.stdout}{process.stderr}")
+
+
+def build(platform_names: list[str], out: Path, check: bool = True) -> Path:
+    manifest = tomllib.loads((ADDON / "blender_manifest.toml").read_text(encoding="utf-8"))
+    chosen = targets(platform_names)
+    wheels = [wheel(target, version, abi) for target in chosen for version, abi in PYTHONS]
+    archive = out / f"{manifest['id']}-{manifest['version']}.zip"
+    with tempfile.TemporaryDirectory() as folder:
+        staged = stage_sources(Path(folder) / manifest["id"])
+        add_wheels(staged, wheels, [target.platform for target in chosen])
+        write_zip(staged, archive)
+    if check:
+        validate(archive, validators())
+    return archive
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--platform",
+        nargs="+",
+        default=["all"],
+        metavar="NAME",
+        help=f"all (default), current, or some of: {', '.join(PLATFORMS)}",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="folder for the zip (default: dist)")
+    parser.add_argument("--no-validate", action="store_true", help="skip Blender's validator")
+    args = parser.parse_args(argv)
+    try:
+        archive = build(args.platform, args.out, check=not args.no_validate)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(archive)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

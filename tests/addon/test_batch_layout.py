@@ -1,0 +1,51 @@
+"""Batch bookkeeping and the grid that keeps models apart."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from triposr_addon.batch import CELL_SIZE, IN_FLIGHT, Batch, cell_for, grid_offset, images_in_folder
+from triposr_addon.tracker import JobState
+
+
+def test_the_grid_is_near_square_and_cells_never_share_a_place():
+    offsets = [grid_offset(index, 6, 2.0) for index in range(6)]
+    assert offsets == [(0, 0), (2, 0), (4, 0), (0, -2), (2, -2), (4, -2)]
+    many = [grid_offset(index, 50, 2.5) for index in range(50)]
+    for a, b in itertools.combinations(many, 2):
+        assert math.dist(a, b) >= 2.5 - 1e-9
+
+
+def test_cells_grow_for_large_models_only():
+    assert cell_for(0.5) == CELL_SIZE
+    assert cell_for(10.0) > 10.0
+
+
+def test_at_most_a_few_jobs_go_to_the_sidecar_at_once(tmp_path):
+    paths = [tmp_path / f"{index}.png" for index in range(7)]
+    batch = Batch.from_paths("b", paths)
+    sent = batch.to_send()
+    assert len(sent) == IN_FLIGHT
+    for item in sent:
+        item.state = JobState.RUNNING
+    assert batch.to_send() == [] and batch.running
+    sent[0].state = JobState.DONE
+    assert len(batch.to_send()) == 1
+    assert batch.progress_text() == "1 / 7"
+
+
+def test_a_stopped_batch_sends_nothing_more_and_ends_when_its_jobs_have(tmp_path):
+    batch = Batch.from_paths("b", [tmp_path / f"{index}.png" for index in range(3)])
+    batch.items[0].state = JobState.RUNNING
+    batch.stopped = True
+    assert batch.to_send() == [] and batch.running
+    batch.items[0].state = JobState.CANCELLED
+    assert not batch.running
+
+
+def test_a_folder_gives_its_images_in_order(tmp_path):
+    for name in ("b.PNG", "a.jpg", "notes.txt", ".hidden.png", "c.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "folder.png").mkdir()
+    assert [path.name for path in images_in_folder(tmp_path)] == ["a.jpg", "b.PNG", "c.webp"]
