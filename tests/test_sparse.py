@@ -54,8 +54,18 @@ def test_sparse_equals_dense_on_a_known_surface(resolution):
 def test_sparse_equals_dense_on_the_tiny_model(tiny_model, golden, resolution, coarse):
     field = tiny_model.field_query(torch.from_numpy(golden["scene_codes"][0]))
     dense = dense_isosurface(density_grid(field, resolution, RADIUS, 50_000), THRESHOLD)
-    sparse = sparse_isosurface(field, resolution, RADIUS, THRESHOLD, 50_000, coarse_resolution=coarse)
+    # Its lattice-like surface runs through most bricks: keep the sparse path from handing over.
+    sparse = sparse_isosurface(
+        field, resolution, RADIUS, THRESHOLD, 50_000, coarse_resolution=coarse, dense_share=1.0
+    )
     assert_same_mesh(dense, sparse, resolution)
+
+
+def test_a_surface_through_most_bricks_is_extracted_on_the_dense_grid(tiny_model, golden):
+    counting = CountingField(tiny_model.field_query(torch.from_numpy(golden["scene_codes"][0])))
+    sparse_isosurface(counting, 64, RADIUS, THRESHOLD, 50_000, coarse_resolution=16)
+    coarse_points = 17**3  # every 4th point along an axis, and the last: 17 of them
+    assert counting.points == coarse_points + 64**3
 
 
 def test_brick_marching_matches_marching_the_whole_grid():

@@ -27,11 +27,15 @@ import torch
 
 from .device import cpu_path
 from .errors import EmptySurfaceError
-from .mesh import FieldQuery, grid_axis, query_in_chunks
+from .mesh import FieldQuery, density_grid, grid_axis, query_in_chunks
 
 DEFAULT_COARSE_RESOLUTION = 64
 BRICK_CELLS = 16  # cells along a brick's edge: large enough that per-brick overhead stays small
 BRICKS_PER_BATCH = 16  # bricks whose points go through the network together
+# Above this share of bricks with surface, the sparse path's overhead (shared brick faces, batching)
+# outweighs what it skips, and it hands over to the dense path if the volume is no larger than this.
+DENSE_SHARE = 0.5
+DENSE_MAX_BYTES = 1 << 30
 
 Brick = tuple[int, int, int]
 
@@ -54,8 +58,13 @@ def sparse_isosurface(
     chunk_size: int,
     coarse_resolution: int = DEFAULT_COARSE_RESOLUTION,
     progress: Callable[[float], None] | None = None,
+    dense_share: float = DENSE_SHARE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The same as `dense_isosurface` on the `resolution`^3 grid, evaluating only near the surface."""
+    """The same as `dense_isosurface` on the `resolution`^3 grid, evaluating only near the surface.
+
+    When the coarse grid finds surface in more than `dense_share` of the bricks (a lattice rather than
+    an object) and the dense volume fits in DENSE_MAX_BYTES, the dense path is cheaper and is taken.
+    """
     axis = grid_axis(resolution, radius)
     stride = coarse_stride(resolution, coarse_resolution)
     brick = max(stride, BRICK_CELLS)
@@ -64,6 +73,8 @@ def sparse_isosurface(
     mesher = BrickMesher(threshold, brick, resolution)
 
     queued = _seed_bricks(query, axis, stride, brick, threshold, chunk_size)
+    if len(queued) > dense_share * per_axis**3 and resolution**3 * 4 <= DENSE_MAX_BYTES:
+        return dense_isosurface(density_grid(query, resolution, radius, chunk_size, progress), threshold)
     pending = deque(sorted(queued))
     done, reported = 0, 0.0
     while pending:
