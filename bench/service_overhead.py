@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "service"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "service")]
 
-from service_harness import EventLog, Launcher, unique_png  # noqa: E402
+from service_harness import EventLog, unique_png  # noqa: E402
+from sidecar_process import Launcher  # noqa: E402
 
 from shared.client import SidecarClient  # noqa: E402
 from sidecar.pipeline import GenerationParams, generate_glb  # noqa: E402

@@ -165,7 +165,7 @@ class SidecarClient:
         self._send(encode(message_type, request_id=request_id, **fields))
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            if not self._socket.poll(remaining * 1000):
+            if not self._socket.poll(math.ceil(remaining * 1000)):
                 break
             for event in self._receive():
                 if event.header.get("request_id") != request_id:
@@ -186,7 +186,7 @@ class SidecarClient:
 
     def _receive(self) -> list[Event]:
         """Every message waiting on the socket, without blocking; malformed ones are logged and dropped."""
-        events = []
+        events: list[Event] = []
         while True:
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK)

@@ -1,7 +1,5 @@
 """Batches: many images into models on a grid, and a folder of GLBs into the same layout."""
 
-# ruff: noqa: RUF012 - Blender reads `bl_options` as a plain set on the class
-
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Generate one model from the panel's image, and cancel it."""
 
-# ruff: noqa: RUF012 - Blender reads `bl_options` as a plain set on the class
-
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,7 +1,5 @@
 """The sidecar's recent results: list them, and import one again."""
 
-# ruff: noqa: RUF012 - Blender reads `bl_options` as a plain set on the class
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,7 +1,5 @@
 """Start, stop and check the sidecar, and open its log."""
 
-# ruff: noqa: RUF012 - Blender reads `bl_options` as a plain set on the class
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,7 +1,5 @@
 """The 3D Viewport's sidebar tab "TripoSR": the image and its settings, the sidecar, batches, past results."""
 
-# ruff: noqa: RUF012 - Blender reads `bl_options` as a plain set on the class
-
 from __future__ import annotations
 
 import textwrap

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from addon_helpers import ROOT, Sidecar, start_sidecar
+from addon_helpers import ROOT, TINY
 from blender_env import ensure_bpy
+from sidecar_process import Launcher, Sidecar
 
 import shared
 import shared.client
@@ -35,9 +36,9 @@ _addon_package()
 
 @pytest.fixture
 def running_sidecar(tmp_path: Path) -> Iterator[Sidecar]:
-    running = start_sidecar(tmp_path / "sidecar")
-    yield running
-    running.stop()
+    launcher = Launcher(tmp_path / "sidecar", TINY)
+    yield launcher.start()
+    launcher.stop_all()
 
 
 @pytest.fixture(scope="session")

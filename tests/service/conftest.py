@@ -1,6 +1,6 @@
 """Fixtures that start real sidecar processes: one per module (options from its `SIDECAR_ARGS`), or per test.
 
-The helpers they use are in `service_harness.py`.
+The processes come from `tests/sidecar_process.py`, the helpers around them from `service_harness.py`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_harness import Launcher, RawPeer, Sidecar
+from service_harness import RawPeer
+from sidecar_process import Launcher, Sidecar
 
 from shared.client import SidecarClient
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from service_harness import LONG, QUICK, EventLog, free_port, run_job, unique_png
+from service_harness import LONG, QUICK, EventLog, run_job, unique_png
+from sidecar_process import free_port
 
 HEARTBEAT_TIMEOUT = 3.0
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 import zmq
 import zmq.auth
-from service_harness import free_port, run_job, unique_png
+from service_harness import run_job, unique_png
+from sidecar_process import free_port
 
 from shared.client import SidecarUnavailable
 from sidecar.security import SecurityError, is_loopback
