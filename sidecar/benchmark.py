@@ -11,13 +11,16 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
 import torch
 from PIL import Image, ImageDraw
 
 from . import __version__
+from .memory import format_bytes
 from .pipeline import GenerationParams, generate_glb
 from .triposr.config import OFFICIAL_CONFIG, load_config
 from .triposr.device import device_name, select_device, usable_devices
@@ -27,6 +30,9 @@ from .triposr.op_audit import OpRecorder
 from .triposr.preprocess import prepare_image
 from .triposr.random_weights import random_model
 from .triposr.weights import cached_weights, is_local, local_weights
+
+# A resolution is skipped when its memory, projected from the one before, exceeds this share of the RAM.
+MEMORY_SHARE = 0.9
 
 
 @dataclass
@@ -39,6 +45,7 @@ class ResolutionRun:
     vertices: int | None = None
     faces: int | None = None
     error: str | None = None
+    skipped: str | None = None  # why it was not run
 
 
 @dataclass
@@ -98,12 +105,43 @@ def run_bench(
         load_seconds=load_seconds,
     )
     log(f"model loaded in {load_seconds:.1f} s on {record.device}")
-    with OpRecorder() as recorder:
+    baseline = psutil.Process().memory_info().rss
+    previous: ResolutionRun | None = None
+    # Counting MPS fallbacks costs a Python call per op: only where there is something to count.
+    recorder = OpRecorder() if target.type == "mps" else nullcontext()
+    with recorder:
         for resolution in resolutions:
             log(f"resolution {resolution}...")
-            record.runs.append(_measure(model, image, params, resolution))
-    record.mps_fallbacks = dict(recorder.audit.mps_fallbacks)
+            run = _beyond_memory(previous, resolution, baseline, params.sparse)
+            run = run or _measure(model, image, params, resolution)
+            record.runs.append(run)
+            previous = previous if run.error or run.skipped else run
+    if isinstance(recorder, OpRecorder):
+        record.mps_fallbacks = dict(recorder.audit.mps_fallbacks)
     return record
+
+
+def _beyond_memory(
+    previous: ResolutionRun | None, resolution: int, baseline: int, sparse: bool
+) -> ResolutionRun | None:
+    """A skipped run, when the last one's memory, scaled up, would not fit in this machine's memory.
+
+    Random weights make a surface that fills the volume, so its size grows fast with resolution; it
+    grows with the square (the surface) on the sparse path, with the cube (the grid) on the dense one.
+    """
+    if previous is None or previous.peak_rss_bytes is None or resolution <= previous.resolution:
+        return None
+    growth = (resolution / previous.resolution) ** (2 if sparse else 3)
+    projected = baseline + (previous.peak_rss_bytes - baseline) * growth
+    total = psutil.virtual_memory().total
+    if projected <= MEMORY_SHARE * total:
+        return None
+    return ResolutionRun(
+        resolution,
+        skipped=f"at {previous.resolution} the surface had {previous.vertices:,} vertices and the "
+        f"run peaked at {format_bytes(previous.peak_rss_bytes)}; at {resolution} it would need about "
+        f"{format_bytes(int(projected))}, more than this machine's {format_bytes(total)} allows",
+    )
 
 
 def _weights_to_measure(weights: str, scratch: Path, log) -> tuple[str, bool]:

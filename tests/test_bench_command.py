@@ -28,3 +28,18 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, tiny_weights):
         assert run["error"] is None
         assert run["vertices"] > 0 and run["peak_rss_bytes"] > 0
         assert set(run["stage_seconds"]) == {"preprocess", "encode", "density", "surface", "export"}
+
+
+def test_a_resolution_whose_projected_memory_exceeds_the_machine_is_skipped():
+    import psutil
+
+    from sidecar.benchmark import ResolutionRun, _beyond_memory
+
+    total = psutil.virtual_memory().total
+    heavy = ResolutionRun(512, peak_rss_bytes=total // 2, vertices=26_000_000)
+    skipped = _beyond_memory(heavy, 1024, baseline=0, sparse=True)
+    assert skipped is not None and skipped.resolution == 1024 and "26,000,000 vertices" in skipped.skipped
+    light = ResolutionRun(512, peak_rss_bytes=total // 100, vertices=600_000)
+    assert _beyond_memory(light, 1024, baseline=0, sparse=True) is None
+    assert _beyond_memory(light, 1024, baseline=0, sparse=False) is None  # 8x of 1 % still fits
+    assert _beyond_memory(None, 256, baseline=0, sparse=True) is None

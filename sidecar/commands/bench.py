@@ -62,8 +62,9 @@ def render_table(record: BenchRecord) -> str:
     header = ["resolution", *STAGES, "total", "peak RSS", "peak device", "vertices"]
     rows = [header]
     for run in record.runs:
-        if run.error:
-            rows.append([str(run.resolution), f"error: {run.error}"])
+        if run.error or run.skipped:
+            reason = f"error: {run.error}" if run.error else f"skipped: {run.skipped}"
+            rows.append([str(run.resolution), reason])
             continue
         times = [f"{run.stage_seconds.get(stage, 0.0):.2f} s" for stage in STAGES]
         rows.append(
