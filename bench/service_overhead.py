@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "service")]
+sys.path.insert(0, str(ROOT / "tests"))
 
 from service_harness import EventLog, unique_png  # noqa: E402
 from sidecar_process import Launcher  # noqa: E402

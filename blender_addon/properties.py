@@ -5,6 +5,7 @@ Job state is not here: it lives in `session` for as long as Blender runs, never 
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import bpy
@@ -22,8 +23,25 @@ BACKENDS = (
 _offered: list[tuple[str, str, str, int]] = list(BACKENDS)
 
 
+# Before the sidecar has said which Replicate models it has: its default.
+DEFAULT_REPLICATE_MODEL = ("tripo-sr", "TripoSR", "TripoSR on Replicate (camenduru/tripo-sr)", 0)
+_models: list[tuple[str, str, str, int]] = [DEFAULT_REPLICATE_MODEL]
+
+
+def offered_models(_self: object, _context: bpy.types.Context | None) -> list[tuple[str, str, str, int]]:
+    names = session.info.replicate_models if session.info else []
+    # Numbered by name, so that a saved choice keeps its meaning when the sidecar's list changes.
+    _models[:] = [
+        (name, name, f"{name} on Replicate, as the sidecar configures it", zlib.crc32(name.encode()) >> 1)
+        for name in names
+    ] or [DEFAULT_REPLICATE_MODEL]
+    return _models
+
+
 def offered_backends(_self: object, _context: bpy.types.Context | None) -> list[tuple[str, str, str, int]]:
     names = session.info.backends if session.info else [item[0] for item in BACKENDS]
+    if "replicate" in names:  # auto runs locally, and on Replicate when the local run cannot work
+        names = [*names, "auto"]
     _offered[:] = [item for item in BACKENDS if item[0] in names] or list(BACKENDS[:1])
     return _offered
 
@@ -40,6 +58,11 @@ class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
     filepath: StringProperty(name="Image File", subtype="FILE_PATH")  # type: ignore[valid-type]
     image: PointerProperty(name="Image", type=bpy.types.Image)  # type: ignore[valid-type]
     backend: EnumProperty(name="Backend", items=offered_backends)  # type: ignore[valid-type]
+    replicate_model: EnumProperty(  # type: ignore[valid-type]
+        name="Replicate Model",
+        description="The image-to-3D model a job sent to Replicate runs on",
+        items=offered_models,
+    )
     resolution: IntProperty(  # type: ignore[valid-type]
         name="Resolution",
         description="Marching-cubes grid per axis: more gives finer detail, more vertices and a longer wait",
@@ -75,12 +98,15 @@ class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
 
     def params(self) -> dict:
         """The job parameters the sidecar takes."""
-        return {
+        params = {
             "backend": self.backend,
             "resolution": self.resolution,
             "foreground_ratio": round(self.foreground_ratio, 4),
             "remove_background": self.remove_background,
         }
+        if self.backend != "local":
+            params["replicate_model"] = self.replicate_model
+        return params
 
     def image_name(self) -> str:
         """What the model will be called: the image's name without its extension."""

@@ -25,6 +25,7 @@ CONNECTED_PROBE_TIMEOUT = 0.1
 PROBE_EVERY = 3.0  # seconds between checks that the sidecar is still there, or has come up
 START_TIMEOUT = 120.0  # a first start imports torch and may download weights: give it time
 RECENT_LIMIT = 20
+OFFLINE = "Online access is off, and Replicate needs it: allow it in Preferences > System > Network"
 
 
 @dataclass
@@ -67,6 +68,16 @@ class SidecarInfo:
     def queue_length(self) -> int:
         return int(self.hello.get("queue_length") or 0)
 
+    @property
+    def replicate_models(self) -> list[str]:
+        """The Replicate models a job may name, the sidecar's default first."""
+        return [str(name) for name in (self.hello.get("replicate") or {}).get("models") or []]
+
+    @property
+    def replicate_problem(self) -> str:
+        """Why the sidecar has no Replicate backend (no token, say); empty when it has one."""
+        return str((self.hello.get("replicate") or {}).get("problem") or "")
+
 
 class Session:
     def __init__(self, make_client: Callable[..., Any] = SidecarClient) -> None:
@@ -84,6 +95,8 @@ class Session:
         self.current = ""  # the panel's job: the last one Generate sent
         self.batch: Batch | None = None
         self.recent: list[dict[str, Any]] = []
+        self.total_cost = 0.0  # what every job in the sidecar's store cost, in US dollars
+        self.online = True  # Blender's "Allow Online Access", which the tick keeps current
         self.changed = True  # something the panel shows has changed since the tick last redrew it
 
     # The connection.
@@ -214,6 +227,9 @@ class Session:
             if job is None or job.state is not JobState.WAITING:
                 continue
             try:
+                if unsent.params.get("backend", "local") != "local" and not self.online:
+                    # The image would leave this computer: a batch must not outlive the artist's choice.
+                    raise SidecarError("backend_unavailable", OFFLINE)
                 if not self.connected:
                     raise SidecarError(
                         "sidecar_unavailable", self.problem or f"No sidecar answers at {self.endpoint}."
@@ -278,11 +294,9 @@ class Session:
         self.advance_batch()
 
     def refresh_recent(self, timeout: float = 0.5) -> None:
-        self.recent = [
-            job
-            for job in self.ensure_client().list_results(timeout, RECENT_LIMIT)
-            if job.get("status") == "done"
-        ]
+        reply = self.ensure_client().list_jobs(timeout, RECENT_LIMIT)
+        self.recent = [job for job in reply["jobs"] if job.get("status") == "done"]
+        self.total_cost = float(reply.get("total_cost") or 0.0)
         self.changed = True
 
     # The batch.
@@ -313,6 +327,13 @@ class Session:
             item.state, item.message = JobState.WAITING, ""
             item.job = self.hold(image, batch.params, item.name, Path(item.path).name, batch=batch.name).id
         self.send_unsent()
+
+    def batch_cost(self) -> float:
+        """What the batch's models have cost so far, in US dollars."""
+        if self.batch is None:
+            return 0.0
+        jobs = [job for item in self.batch.items if (job := self.tracker.get(item.job))]
+        return sum(float(job.result.get("cost") or 0.0) for job in jobs)
 
     def batch_item(self, job: Job) -> BatchItem | None:
         if self.batch is None or job.batch != self.batch.name:

@@ -25,6 +25,7 @@ IDLE_INTERVAL = 1.0
 def tick() -> float:
     preferences = get_preferences()
     session.configure(preferences.endpoint.strip(), preferences.heartbeat_timeout)
+    session.online = bpy.app.online_access
     # A result is imported a tick after the one that received it, one per tick, so that no tick both takes
     # a large message off the socket and imports it. The importer leaves Edit or Sculpt mode to do its
     # work: a model waits until the artist is back in Object Mode.

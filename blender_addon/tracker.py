@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 # What each stage of a local job is called in the panel, and roughly what share of the job's time it takes,
-# so that one bar runs across the whole job. Other backends' stages show under their own names.
+# so that one bar runs across the whole job. Stages the add-on does not know show under their own names.
 STAGES = {
     "queued": ("Waiting in the queue", 0.0),
     "preprocess": ("Preparing the image", 0.05),
@@ -21,6 +21,14 @@ STAGES = {
     "density": ("Sampling the shape", 0.6),
     "surface": ("Building the surface", 0.25),
     "export": ("Writing the model", 0.05),
+}
+# The same for a Replicate job; an `auto` job that moves there goes on from its local stage to these.
+CLOUD_STAGES = {
+    "upload": ("Sending the image to Replicate", 0.05),
+    "starting": ("Replicate is starting the model", 0.35),
+    "predict": ("Running on Replicate", 0.45),
+    "download": ("Fetching the model", 0.1),
+    "convert": ("Converting the model", 0.05),
 }
 
 
@@ -76,10 +84,11 @@ class Job:
     @property
     def overall(self) -> float:
         """How far the whole job is, 0 to 1."""
-        if self.stage not in STAGES:
+        stages = next((table for table in (STAGES, CLOUD_STAGES) if self.stage in table), None)
+        if stages is None:
             return self.fraction
         done = 0.0
-        for stage, (_label, share) in STAGES.items():
+        for stage, (_label, share) in stages.items():
             if stage == self.stage:
                 return min(1.0, done + share * self.fraction)
             done += share
@@ -90,7 +99,8 @@ class Job:
             return "Next in the queue" if self.position == 1 else f"In the queue, {self.position - 1} ahead"
         if self.state is not JobState.RUNNING or not self.stage:
             return self.state.value
-        label = STAGES.get(self.stage, (self.stage.replace("_", " ").capitalize(), 0.0))[0]
+        known = STAGES.get(self.stage) or CLOUD_STAGES.get(self.stage)
+        label = known[0] if known else self.stage.replace("_", " ").capitalize()
         return f"{label} {self.fraction:.0%}"
 
     def summary(self) -> list[str]:
@@ -101,7 +111,9 @@ class Job:
         lines = [f"{took} on {where}" if where else took]
         if header.get("vertices") is not None:
             lines.append(f"{header['vertices']:,} vertices, {header.get('faces', 0):,} faces")
-        if header.get("cost") is not None:
+        if header.get("failover"):
+            lines.append(f"Made on Replicate: {header['failover'].get('reason', 'the local run failed')}")
+        if header.get("cost"):  # none for a local job, nothing to pay for one from the store
             lines.append(f"Cost ${header['cost']:.3f}")
         return lines
 

@@ -101,6 +101,10 @@ class SidecarClient:
     def list_results(self, timeout: float = 2.0, limit: int = 50) -> list[dict]:
         return self._request("list", timeout, limit=limit)["jobs"]
 
+    def list_jobs(self, timeout: float = 2.0, limit: int = 50) -> dict:
+        """The whole `list` reply: `jobs`, newest first, and `total_cost`, all jobs' cost in US dollars."""
+        return self._request("list", timeout, limit=limit)
+
     def shutdown(self, timeout: float = 2.0) -> None:
         self._request("shutdown", timeout)
 

@@ -54,7 +54,17 @@ ERROR_CODES: dict[str, bool] = {
     "model_unavailable": False,
     "empty_surface": False,
     "out_of_memory": False,
+    "unsupported_op": False,
     "internal": False,
+    # A cloud backend (Replicate).
+    "token_rejected": False,
+    "billing_required": False,
+    "rate_limited": True,
+    "prediction_failed": False,
+    "output_unusable": False,
+    "remote_timeout": True,
+    "remote_error": True,
+    "network_down": True,
     # Made by the client, never sent by the sidecar.
     "sidecar_lost": True,
     "sidecar_unavailable": True,

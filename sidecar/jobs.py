@@ -9,21 +9,35 @@ from typing import Any
 
 from shared.protocol import QUEUED
 
-from .pipeline import GenerationParams
+from .params import JobParams
 
 
 class JobCancelled(Exception):
     """Raised from the progress callback to stop the job it reports on."""
 
 
+class JobFailed(Exception):
+    """A backend's failure that it has already named: `code` is one of the protocol's error codes.
+
+    `record` holds what the store should keep about the failed run anyway, such as the cost of a prediction
+    that failed on Replicate (which is billed all the same).
+    """
+
+    def __init__(self, code: str, message: str, **record: Any):
+        super().__init__(message)
+        self.code = code
+        self.record = record
+
+
 class Ticket:
     """An accepted job on its way through the queue, shared by the socket thread and the worker.
 
     The lock makes starting and cancelling exclusive: a job cancelled before the worker takes it never starts,
-    and one the worker has started stops at its next progress report.
+    and one the worker has started stops at its next progress report. A job that moves to another backend
+    (`auto` failing over) gets a new ticket there.
     """
 
-    def __init__(self, job: str, image: bytes, params: GenerationParams):
+    def __init__(self, job: str, image: bytes, params: JobParams):
         self.job = job
         self.image = image
         self.params = params
@@ -43,8 +57,17 @@ class Ticket:
             self._cancelled.set()
             return not self._started
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
     def raise_if_cancelled(self) -> None:
         if self._cancelled.is_set():
+            raise JobCancelled(self.job)
+
+    def wait_cancelled(self, seconds: float) -> None:
+        """Sleep for `seconds`, or raise JobCancelled as soon as the job is cancelled."""
+        if self._cancelled.wait(seconds):
             raise JobCancelled(self.job)
 
 
@@ -59,6 +82,7 @@ class ActiveJob:
     stage: str = QUEUED
     fraction: float = 0.0
     last_sent: float = field(default_factory=time.monotonic)
+    failover: dict[str, Any] | None = None  # set when an `auto` job has moved from local to Replicate
 
     @property
     def id(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -12,40 +13,55 @@ from shared.protocol import ProtocolError
 
 from .pipeline import GenerationParams
 
-# What a client may name, and what runs jobs in this sidecar; "auto" picks among the latter.
+# What a client may name; "auto" runs locally and moves to Replicate when the local run cannot work.
 BACKENDS = ("local", "auto", "replicate")
-RUNNING_BACKENDS = ("local",)
+# The Replicate model a job runs on unless it names another (sidecar/backends/models.py configures it).
+DEFAULT_REPLICATE_MODEL = "tripo-sr"
+# Why a replicate job is refused where the sidecar has no Replicate backend: a code and a sentence.
+NO_REPLICATE = ("backend_unavailable", "This sidecar cannot run jobs on Replicate; use local.")
 # Bounds of the whole-number parameters.
 INTEGER_RANGES = {"resolution": (8, 1024), "chunk_size": (1024, 1 << 22), "coarse_resolution": (2, 1024)}
 # Parameters that change how a job runs but not the model it makes.
 RUN_ONLY_PARAMS = ("chunk_size",)
 
 GENERATION_FIELDS = fields(GenerationParams)
-PARAM_NAMES = ("backend", *(field.name for field in GENERATION_FIELDS))
+PARAM_NAMES = ("backend", "replicate_model", *(field.name for field in GENERATION_FIELDS))
 
 
 @dataclass(frozen=True)
 class JobParams:
-    backend: str  # as the client asked: "local" or "auto"
+    backend: str  # as the client asked: "local", "auto" or "replicate"
     generation: GenerationParams
+    replicate_model: str = DEFAULT_REPLICATE_MODEL  # where a replicate job (or an auto one moved there) runs
 
     @property
     def runs_on(self) -> str:
-        return "local"
+        """The backend the job starts on: "auto" starts locally."""
+        return "replicate" if self.backend == "replicate" else "local"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"backend": self.backend, **asdict(self.generation)}
+        return {"backend": self.backend, "replicate_model": self.replicate_model, **asdict(self.generation)}
 
     def cache_key(self, image_sha256: str, model: str) -> str:
-        """Equal for jobs that would make the same model: same image, model, backend and output parameters."""
+        """Equal for local jobs that would make the same model: same image, model and output parameters."""
         output = {
             name: value for name, value in asdict(self.generation).items() if name not in RUN_ONLY_PARAMS
         }
-        key = {"image": image_sha256, "model": model, "backend": self.runs_on, "params": output}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return fingerprint({"image": image_sha256, "model": model, "backend": "local", "params": output})
 
 
-def parse_params(raw: Any) -> JobParams:
+def fingerprint(key: dict[str, Any]) -> str:
+    """A cache key: the SHA-256 of the JSON of everything that decides the model a job makes."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def parse_params(
+    raw: Any,
+    replicate_models: Sequence[str] = (DEFAULT_REPLICATE_MODEL,),
+    replicate_refusal: tuple[str, str] | None = NO_REPLICATE,
+) -> JobParams:
+    """Check a submit's `params`. `replicate_models` are the configured model names, the default first;
+    `replicate_refusal` is why replicate jobs are refused here (a code and a sentence), or None."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -60,10 +76,13 @@ def parse_params(raw: Any) -> JobParams:
         raise ProtocolError(
             "bad_parameter", f'"backend" must be one of {", ".join(BACKENDS)}, not {backend!r}.'
         )
-    if backend != "auto" and backend not in RUNNING_BACKENDS:
+    if backend == "replicate" and replicate_refusal is not None:
+        raise ProtocolError(*replicate_refusal)
+    replicate_model = raw.get("replicate_model", replicate_models[0])
+    if replicate_model not in replicate_models:
         raise ProtocolError(
-            "backend_unavailable",
-            f"This sidecar cannot run jobs on {backend} yet; use {' or '.join(RUNNING_BACKENDS)}.",
+            "bad_parameter",
+            f'"replicate_model" must be one of {", ".join(replicate_models)}, not {replicate_model!r}.',
         )
     generation = GenerationParams(
         **{field.name: _checked(raw, field.name, field.default) for field in GENERATION_FIELDS}
@@ -73,7 +92,7 @@ def parse_params(raw: Any) -> JobParams:
             "bad_parameter",
             f'"foreground_ratio" must be above 0 and at most 1, not {generation.foreground_ratio}.',
         )
-    return JobParams(backend, generation)
+    return JobParams(backend, generation, replicate_model)
 
 
 def _checked(raw: dict, name: str, default: Any) -> Any:

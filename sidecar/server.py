@@ -1,8 +1,10 @@
-"""The sidecar service: one thread owns the ROUTER socket, answers requests and passes on the worker's events.
+"""The sidecar service: one thread owns the ROUTER socket, answers requests and passes on the workers' events.
 
 Every job gets `accepted`, progress at least every HEARTBEAT_SECONDS while it is queued or running, then
-exactly one of `result`, `error` or `cancelled`. The worker runs the jobs; the store keeps them; this thread
-is the only one that touches the socket and the database.
+exactly one of `result`, `error` or `cancelled`. The lanes of `worker.py` run the jobs (local ones one at a
+time, Replicate ones a few at once); the store keeps them; this thread is the only one that touches the
+socket and the database, and it never waits on the network: it only routes tickets and events, including
+an `auto` job that failed locally on to Replicate.
 """
 
 from __future__ import annotations
@@ -34,15 +36,20 @@ from shared.protocol import (
 )
 
 from . import __version__
+from .backends import replicate_settings
+from .backends.auto import failover, moves_to_replicate
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .backends.replicate_settings import ReplicateSettings
 from .jobs import ActiveJob, Ticket
 from .memory import format_bytes
-from .params import RUNNING_BACKENDS, parse_params
+from .params import JobParams, parse_params
 from .pipeline import STAGES
 from .processes import is_alive
 from .security import CurveKeys, check_bind
 from .store import JobRecord, Store
 from .triposr.preprocess import DEFAULT_MAX_PIXELS
-from .worker import Worker
+from .worker import Lane
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +65,23 @@ STOP_GRACE_SECONDS = 10.0
 # Client messages handled per tick, so that a flood cannot starve the heartbeats.
 MESSAGES_PER_TICK = 64
 WORKER_EVENTS = "inproc://worker-events"
-# The result columns the worker's `result` event fills.
+# The result columns a lane's `result` event fills.
 RESULT_FIELDS = (
+    "backend",
+    "model",
+    "device",
     "vertices",
     "faces",
-    "device",
     "stage_seconds",
     "peak_rss_bytes",
     "peak_device_bytes",
     "glb_bytes",
+    "cost",
+    "metrics",
+    "prediction",
 )
+# What an `error` event may add for the store: the cost of a prediction that failed, say.
+FAILURE_FIELDS = ("cost", "metrics", "prediction")
 
 
 class StartupError(Exception):
@@ -99,6 +113,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     keys: CurveKeys | None = None
     parent_pid: int | None = None
+    max_local_resolution: int | None = None  # larger local jobs fail as out of memory (auto moves them)
+    replicate: ReplicateSettings = field(default_factory=ReplicateSettings)
 
 
 class Server:
@@ -115,17 +131,24 @@ class Server:
         except BaseException:
             self._context.destroy(linger=0)
             raise
-        self._events = self._context.socket(zmq.PAIR)
+        self._events = self._context.socket(zmq.PULL)
         self._events.bind(WORKER_EVENTS)
-        self._worker = Worker(
-            self._context,
-            WORKER_EVENTS,
+        self._local = LocalBackend(
             config.weights,
             config.device,
             config.precision,
-            self._store.results_dir,
             self.limits.image_pixels,
+            config.max_local_resolution,
         )
+        self._lanes = {"local": self._lane(self._local, 1)}
+        self._replicate_models = config.replicate.models
+        token = replicate_settings.environment_token()
+        self._replicate_refusal = replicate_settings.refusal(token)
+        if self._replicate_refusal is None:
+            from .backends.replicate import ReplicateBackend  # needs the optional `replicate` package
+
+            backend = ReplicateBackend(config.replicate, token, self.limits.image_pixels)
+            self._lanes["replicate"] = self._lane(backend, config.replicate.concurrency)
         self._jobs: dict[str, ActiveJob] = {}  # queued and running, in the order they were accepted
         self._handlers = {
             "hello": self._hello,
@@ -149,8 +172,13 @@ class Server:
         self._stop_reason = self._stop_reason or reason
 
     def serve(self) -> int:
-        self._worker.start()
+        for lane in self._lanes.values():
+            lane.start()
         log.info("Listening on %s; loading the model from %s", self.endpoint, self.config.weights)
+        if self._replicate_refusal is None:
+            log.info("Replicate runs up to %d jobs at once", self.config.replicate.concurrency)
+        else:
+            log.info("No Replicate backend: %s", self._replicate_refusal[1])
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._events, zmq.POLLIN)
@@ -174,6 +202,9 @@ class Server:
         return 0
 
     # The socket and the loop.
+
+    def _lane(self, backend: Backend, threads: int) -> Lane:
+        return Lane(backend, threads, self._context, WORKER_EVENTS, self._store.results_dir)
 
     def _bind(self) -> zmq.Socket:
         socket = self._context.socket(zmq.ROUTER)
@@ -200,7 +231,7 @@ class Server:
     def _stopped(self) -> bool:
         if self._stop_deadline is None:
             return False
-        return not self._worker.is_alive() or time.monotonic() > self._stop_deadline
+        return not self._any_worker_alive() or time.monotonic() > self._stop_deadline
 
     def _begin_stop(self) -> None:
         log.info("Stopping: %s", self._stop_reason)
@@ -208,19 +239,23 @@ class Server:
         for active in list(self._jobs.values()):
             if active.ticket.cancel():  # queued: ends now; the running job ends at its next progress report
                 self._fail(active, "shutting_down", _SHUTTING_DOWN)
-        self._worker.tickets.put(None)
+        for lane in self._lanes.values():
+            lane.stop()
 
     def _close(self) -> None:
         self._socket.close()
         self._events.close(linger=0)
         self._store.close()
-        if not self._worker.is_alive():  # else its socket would keep term() waiting; the process ends anyway
+        if not self._any_worker_alive():  # else their sockets keep term() waiting; the process ends anyway
             self._context.term()
 
+    def _any_worker_alive(self) -> bool:
+        return any(lane.any_alive() for lane in self._lanes.values())
+
     def _watch(self) -> None:
-        """Stop when the worker has died (no job could end) or the parent process has gone."""
-        if not self._worker.is_alive() and self._stop_deadline is None:
-            self.request_stop("the worker thread has died")
+        """Stop when a worker thread has died (its jobs could not end) or the parent process has gone."""
+        if not all(lane.all_alive() for lane in self._lanes.values()) and self._stop_deadline is None:
+            self.request_stop("a worker thread has died")
         if self._parent is None or time.monotonic() < self._next_parent_check:
             return
         self._next_parent_check = time.monotonic() + PARENT_CHECK_SECONDS
@@ -284,11 +319,12 @@ class Server:
             "hello",
             protocol=PROTOCOL_VERSION,
             version=__version__,
-            backends=list(RUNNING_BACKENDS),
+            backends=list(self._lanes),
             **self._model_fields(),
             queue_length=self._queue_length(),
             running=running,
-            stages=list(STAGES),
+            stages=[*STAGES, *(replicate_settings.STAGES if "replicate" in self._lanes else ())],
+            replicate=self._replicate_fields(),
             heartbeat_seconds=HEARTBEAT_SECONDS,
             limits=self.limits.describe(),
         )
@@ -314,7 +350,7 @@ class Server:
                 "bad_parameter", f'"limit" must be a whole number from 1 to {MAX_LIST_LIMIT}.'
             )
         jobs = [{"job": record.id, **record.describe()} for record in self._store.recent(limit)]
-        self._reply(peer, message.header, "list", jobs=jobs)
+        self._reply(peer, message.header, "list", jobs=jobs, total_cost=self._store.total_cost())
 
     def _shutdown(self, peer: bytes, message: Message) -> None:
         self._reply(peer, message.header, "shutdown")
@@ -335,7 +371,9 @@ class Server:
                 f"The image file is {format_bytes(len(image))}; this sidecar takes images up to "
                 f"{format_bytes(self.limits.image_bytes)}. Scale it down or save it as JPEG.",
             )
-        params = parse_params(message.header.get("params"))
+        params = parse_params(
+            message.header.get("params"), tuple(self._replicate_models), self._replicate_refusal
+        )
         deliver = _delivery(message.header)
         filename = _filename(message.header)
         digest = hashlib.sha256(image).hexdigest()
@@ -354,8 +392,9 @@ class Server:
                 self._send(peer, encode("accepted", job, params=record.params, filename=record.filename))
                 self._send_outcome(peer, record, deliver)
                 return
-        cache_key = params.cache_key(digest, self._worker.identity)
-        if (cached := self._store.cached_result(cache_key)) is not None:
+        cache_keys = self._cache_keys(params, digest)
+        cached = next(filter(None, map(self._store.cached_result, cache_keys)), None)
+        if cached is not None:
             log.info("Job %s is answered with the result of job %s", job, cached.id)
             record = self._store.reuse(cached, job, filename, params.to_wire())
             self._send(peer, encode("accepted", job, params=record.params, filename=filename))
@@ -373,15 +412,15 @@ class Server:
                 image_sha256=digest,
                 filename=filename,
                 params=params.to_wire(),
-                cache_key=cache_key,
-                model=self._worker.identity,
+                cache_key=cache_keys[0],
+                model=self._identity(params, params.runs_on),
                 backend=params.runs_on,
                 created_at=time.time(),
             )
         )
-        active = ActiveJob(Ticket(job, image, params.generation), fingerprint, {peer: deliver})
+        active = ActiveJob(Ticket(job, image, params), fingerprint, {peer: deliver})
         self._jobs[job] = active
-        self._worker.tickets.put(active.ticket)
+        self._lanes[params.runs_on].put(active.ticket)
         log.info("Job %s accepted (%s, %s bytes)", job, filename or "unnamed image", f"{len(image):,}")
         self._send(peer, encode("accepted", job, params=params.to_wire(), filename=filename))
         self._send_progress(active, [peer])
@@ -434,7 +473,14 @@ class Server:
         elif message.type == "result":
             record = self._store.finish(active.id, **{name: header[name] for name in RESULT_FIELDS})
             del self._jobs[active.id]
-            log.info("Job %s done in %.1f s", active.id, sum(header["stage_seconds"].values()))
+            cost = f", ${header['cost']:.4f}" if header["cost"] is not None else ""
+            log.info(
+                "Job %s done on %s in %.1f s%s",
+                active.id,
+                header["backend"],
+                sum(header["stage_seconds"].values()),
+                cost,
+            )
             for peer, deliver in active.subscribers.items():
                 self._send_result(peer, record, deliver, message.payloads["glb"], from_store=False)
         elif message.type == "cancelled" and self._stop_reason:
@@ -443,9 +489,34 @@ class Server:
             log.info("Job %s cancelled", active.id)
             self._store.cancel(active.id)
             self._finish(active, encode("cancelled", active.id))
+        elif self._moves_to_replicate(active, header["code"]):
+            self._move_to_replicate(active, header["code"], header["message"])
         else:
-            log.info("Job %s failed (%s): %s", active.id, header["code"], header["message"])
-            self._fail(active, header["code"], header["message"])
+            code, text = header["code"], header["message"]
+            if active.failover is not None:
+                text = f"{text} (It went to Replicate because {active.failover['reason']}.)"
+            log.info("Job %s failed (%s): %s", active.id, code, text)
+            self._fail(active, code, text, **{name: header.get(name) for name in FAILURE_FIELDS})
+
+    def _moves_to_replicate(self, active: ActiveJob, code: str) -> bool:
+        ready = "replicate" in self._lanes and self._stop_reason is None and not active.ticket.cancelled
+        return active.failover is None and moves_to_replicate(active.ticket.params, code, ready)
+
+    def _move_to_replicate(self, active: ActiveJob, code: str, message: str) -> None:
+        """An `auto` job failed locally for a reason Replicate does not share: the same job goes there,
+        with a ticket of its own (one that a cancel stops before it starts)."""
+        log.info("Job %s moves to Replicate: %s", active.id, message)
+        active.failover = failover(code, message)
+        params = active.ticket.params
+        self._store.update(
+            active.id,
+            backend="replicate",
+            model=self._identity(params, "replicate"),
+            cache_key=self._cache_keys(params, active.fingerprint[0])[-1],  # its result is a Replicate one
+            failover=active.failover,
+        )
+        active.ticket = Ticket(active.id, active.ticket.image, params)
+        self._lanes["replicate"].put(active.ticket)
 
     # Sending a job's events.
 
@@ -487,8 +558,8 @@ class Server:
             glb = None if deliver == "path" else self._store.result_path(record).read_bytes()
             self._send_result(peer, record, deliver, glb, from_store=True)
 
-    def _fail(self, active: ActiveJob, code: str, message: str) -> None:
-        self._store.fail(active.id, code, message)
+    def _fail(self, active: ActiveJob, code: str, message: str, **record: Any) -> None:
+        self._store.fail(active.id, code, message, **record)
         self._finish(active, encode("error", active.id, **error_fields(code, message)))
 
     def _finish(self, active: ActiveJob, frames: list) -> None:
@@ -498,8 +569,30 @@ class Server:
 
     # Small facts.
 
+    def _cache_keys(self, params: JobParams, image_sha256: str) -> list[str]:
+        """The keys of the stored results that may answer a job, its own first: an `auto` job takes a
+        Replicate result too, as it would end up there."""
+        local = params.cache_key(image_sha256, self._local.identity)
+        remote = self._replicate_models[params.replicate_model].cache_key(image_sha256, params.generation)
+        return {"local": [local], "replicate": [remote], "auto": [local, remote]}[params.backend]
+
+    def _identity(self, params: JobParams, backend: str) -> str:
+        if backend == "local":
+            return self._local.identity
+        return self._replicate_models[params.replicate_model].identity
+
+    def _replicate_fields(self) -> dict[str, Any]:
+        code, problem = self._replicate_refusal or (None, None)
+        return {
+            "available": self._replicate_refusal is None,
+            "problem_code": code,
+            "problem": problem,
+            "models": list(self._replicate_models),
+            "concurrency": self.config.replicate.concurrency,
+        }
+
     def _model_fields(self) -> dict[str, Any]:
-        model = self._worker.model_state
+        model = self._local.model_state
         return {
             "device": model.device,
             "weights": model.state,
@@ -513,10 +606,11 @@ class Server:
         return sum(active.queued for active in self._jobs.values())
 
     def _position(self, active: ActiveJob) -> int | None:
-        """1 for the job that runs next; None for a job that runs."""
+        """1 for the job that runs next on its backend; None for a job that runs."""
         if not active.queued:
             return None
-        queued = [other for other in self._jobs.values() if other.queued]
+        lane = active.ticket.params.runs_on
+        queued = [job for job in self._jobs.values() if job.queued and job.ticket.params.runs_on == lane]
         return queued.index(active) + 1
 
 

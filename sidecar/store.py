@@ -33,12 +33,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     params TEXT NOT NULL,             -- JSON, as the job was accepted
     cache_key TEXT NOT NULL,
     model TEXT NOT NULL,
-    backend TEXT NOT NULL,
+    backend TEXT NOT NULL,            -- where it ran: local or replicate (an auto job that moved: replicate)
     device TEXT,
     stage_seconds TEXT,               -- JSON
     peak_rss_bytes INTEGER,
     peak_device_bytes INTEGER,
-    cost REAL,
+    cost REAL,                        -- US dollars, estimated, for a paid backend
+    metrics TEXT,                     -- JSON: the prediction's metrics as Replicate reports them
+    prediction TEXT,                  -- the prediction's id on Replicate
+    failover TEXT,                    -- JSON: why an auto job moved from local to Replicate
     vertices INTEGER,
     faces INTEGER,
     glb_file TEXT,                    -- under results/
@@ -52,7 +55,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key, status);
 CREATE INDEX IF NOT EXISTS jobs_by_created_at ON jobs (created_at);
 """
-JSON_COLUMNS = ("params", "stage_seconds")
+# Columns later releases added, for a database an earlier one made.
+ADDED_COLUMNS = {"metrics": "TEXT", "prediction": "TEXT", "failover": "TEXT"}
+JSON_COLUMNS = ("params", "stage_seconds", "metrics", "failover")
 
 
 class StoreError(Exception):
@@ -74,6 +79,9 @@ class JobRecord:
     peak_rss_bytes: int | None = None
     peak_device_bytes: int | None = None
     cost: float | None = None
+    metrics: dict[str, float] | None = None
+    prediction: str | None = None
+    failover: dict[str, Any] | None = None
     vertices: int | None = None
     faces: int | None = None
     glb_file: str | None = None
@@ -113,6 +121,7 @@ class Store:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            self._add_columns()
             self._mark_interrupted()
         except sqlite3.Error as exc:
             self._lock.release()
@@ -129,9 +138,7 @@ class Store:
 
     def add(self, record: JobRecord) -> None:
         """Insert a job, replacing an earlier run of the same id (one that failed and may be retried)."""
-        row = asdict(record)
-        for column in JSON_COLUMNS:
-            row[column] = json.dumps(row[column]) if row[column] is not None else None
+        row = _row(asdict(record))
         names = ", ".join(row)
         self._db.execute(
             f"INSERT OR REPLACE INTO jobs ({names}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
@@ -160,22 +167,25 @@ class Store:
     def mark_running(self, job: str) -> None:
         self._db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'", (job,))
 
+    def total_cost(self) -> float:
+        """What all the jobs in the store cost, in US dollars (failed predictions are paid for too)."""
+        return round(self._db.execute("SELECT TOTAL(cost) FROM jobs").fetchone()[0], 6)
+
     def finish(self, job: str, **outcome: Any) -> JobRecord:
         """Record a finished job; `outcome` holds the result's metadata columns."""
-        outcome["stage_seconds"] = json.dumps(outcome["stage_seconds"])
-        assignments = ", ".join(f"{name} = ?" for name in outcome)
-        self._db.execute(
-            f"UPDATE jobs SET status = 'done', glb_file = ?, finished_at = ?, {assignments} WHERE id = ?",
-            (result_name(job), time.time(), *outcome.values(), job),
-        )
+        self.update(job, status="done", glb_file=result_name(job), finished_at=time.time(), **outcome)
         return self.get(job)
 
-    def fail(self, job: str, code: str, message: str) -> None:
-        self._db.execute(
-            "UPDATE jobs SET status = 'failed', error_code = ?, error_message = ?, finished_at = ? "
-            "WHERE id = ?",
-            (code, message, time.time(), job),
+    def fail(self, job: str, code: str, message: str, **record: Any) -> None:
+        """Record a failed job; `record` holds what is known of its run (a failed prediction's cost)."""
+        self.update(
+            job, status="failed", error_code=code, error_message=message, finished_at=time.time(), **record
         )
+
+    def update(self, job: str, **columns: Any) -> None:
+        row = _row(columns)
+        assignments = ", ".join(f"{name} = ?" for name in row)
+        self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*row.values(), job))
 
     def cancel(self, job: str) -> None:
         self._db.execute(
@@ -191,11 +201,18 @@ class Store:
             filename=filename,
             params=params,
             source_job=source.id,
+            cost=None if source.cost is None else 0.0,  # nothing ran, so nothing was paid
             created_at=now,
             finished_at=now,
         )
         self.add(record)
         return record
+
+    def _add_columns(self) -> None:
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     def _mark_interrupted(self) -> None:
         """Jobs queued or running when the last sidecar died will never finish: say so."""
@@ -242,6 +259,14 @@ class FolderLock:
 def result_name(job: str) -> str:
     """The file under results/ that a job's GLB is written to."""
     return f"{job}.glb"
+
+
+def _row(columns: dict[str, Any]) -> dict[str, Any]:
+    """Column values as sqlite stores them: the JSON columns as text."""
+    return {
+        name: json.dumps(value) if name in JSON_COLUMNS and value is not None else value
+        for name, value in columns.items()
+    }
 
 
 def _record(row: sqlite3.Row) -> JobRecord:

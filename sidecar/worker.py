@@ -1,7 +1,9 @@
-"""The worker thread: loads the model once, then runs queued jobs one at a time through the pipeline.
+"""The threads that run jobs: one lane per backend, each a queue of tickets and the threads that take them.
 
-It reports to the socket thread over an inproc ZeroMQ socket, in the protocol's own message format, and
-writes each GLB into the store's results folder before it reports the result.
+The local model gets a lane of one thread, so its jobs run one at a time on the accelerator; Replicate gets a
+few, so that a batch has several predictions in flight. Each thread reports to the socket thread over its own
+inproc ZeroMQ PUSH socket, in the protocol's own message format, and writes each GLB into the store's results
+folder before it reports the result. The socket thread never waits on a backend.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import zmq
@@ -19,20 +22,12 @@ import zmq
 from shared.protocol import encode
 
 from .fileio import write_atomically
-from .jobs import JobCancelled, Ticket
-from .pipeline import STAGES, generate_glb
+from .jobs import JobCancelled, JobFailed, Ticket
 from .store import result_name
-from .triposr import (
-    EmptySurfaceError,
-    ImageError,
-    TripoSR,
-    TripoSRError,
-    WeightsUnavailable,
-    load_model,
-    open_image,
-)
-from .triposr.device import device_name
-from .triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS, is_local
+from .triposr import EmptySurfaceError, ImageError, TripoSRError, WeightsUnavailable
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -47,105 +42,82 @@ IMAGE_ERROR_CODES = {
     "bad_parameter": "bad_parameter",
 }
 
-
-@dataclass(frozen=True)
-class ModelState:
-    state: str  # "loading" | "loaded" | "failed"
-    device: str  # the device asked for until loaded, then the one the model runs on
-    error_code: str | None = None
-    error: str | None = None
+Emit = Callable[..., None]
 
 
-class Worker(threading.Thread):
+class Lane:
+    """One backend's queue of tickets and the threads that run them."""
+
     def __init__(
         self,
+        backend: Backend,
+        threads: int,
         context: zmq.Context,
         events_endpoint: str,
-        weights: str,
-        device: str,
-        precision: str,
         results_dir: Path,
-        max_image_pixels: int,
     ):
-        super().__init__(name="worker", daemon=True)
-        self.tickets: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()  # None stops the worker
-        self.model_state = ModelState("loading", device)  # replaced whole, so other threads read it safely
-        self.identity = model_identity(weights, precision)
+        self.backend = backend
+        self._tickets: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()  # None stops one thread
         self._context = context
         self._events_endpoint = events_endpoint
-        self._weights = weights
-        self._device = device
-        self._precision = precision
         self._results_dir = results_dir
-        self._max_image_pixels = max_image_pixels
-        self._events: zmq.Socket | None = None
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{backend.name}-{index}", daemon=True)
+            for index in range(threads)
+        ]
 
-    def run(self) -> None:
-        self._events = self._context.socket(zmq.PAIR)
-        self._events.connect(self._events_endpoint)
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, ticket: Ticket) -> None:
+        self._tickets.put(ticket)
+
+    def stop(self) -> None:
+        """Each thread ends after its current job; tickets still queued are not run."""
+        for _ in self._threads:
+            self._tickets.put(None)
+
+    def all_alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+    def any_alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def _serve(self) -> None:
+        events = self._context.socket(zmq.PUSH)
+        events.connect(self._events_endpoint)
+
+        def emit(message_type: str, job: str, **fields: Any) -> None:
+            events.send_multipart(encode(message_type, job, **fields), copy=False)
+
         try:
-            model = self._load()
-            while (ticket := self.tickets.get()) is not None:
+            self.backend.prepare()
+            while (ticket := self._tickets.get()) is not None:
                 if ticket.start():
-                    self._run(model, ticket)
+                    self._run(ticket, emit)
         finally:
-            self._events.close()
+            events.close()
 
-    def _load(self) -> TripoSR | None:
-        started = time.perf_counter()
+    def _run(self, ticket: Ticket, emit: Emit) -> None:
         try:
-            model = load_model(self._weights, self._device, precision=self._precision)
-        except Exception as exc:
-            code, message = describe_failure(exc)
-            self.model_state = ModelState("failed", self._device, code, message)
-            log.error("The model could not be loaded: %s", message)
-            return None
-        self.model_state = ModelState("loaded", device_name(model.device))
-        log.info(
-            "Model loaded from %s on %s in %.1f s",
-            self._weights,
-            device_name(model.device),
-            time.perf_counter() - started,
-        )
-        return model
-
-    def _run(self, model: TripoSR | None, ticket: Ticket) -> None:
-        if model is None:
-            self._emit("error", ticket.job, code=self.model_state.error_code, message=self.model_state.error)
-            return
-        report = ProgressReporter(ticket, self._emit)
-        try:
-            report(STAGES[0], 0.0)  # started: decoding the image counts as preprocessing
-            image = open_image(ticket.image, max_pixels=self._max_image_pixels)
-            result = generate_glb(model, image, ticket.params, report)
-            write_atomically(self._results_dir / result_name(ticket.job), result.glb)
+            outcome = self.backend.run(ticket, ProgressReporter(ticket, emit))
+            write_atomically(self._results_dir / result_name(ticket.job), outcome.glb)
         except JobCancelled:
-            self._emit("cancelled", ticket.job)
+            emit("cancelled", ticket.job)
         except Exception as exc:
             code, message = describe_failure(exc)
-            self._emit("error", ticket.job, code=code, message=message)
+            record = exc.record if isinstance(exc, JobFailed) else {}
+            emit("error", ticket.job, code=code, message=message, **record)
         else:
-            self._emit(
-                "result",
-                ticket.job,
-                payloads={"glb": result.glb},
-                vertices=result.vertices,
-                faces=result.faces,
-                device=result.device,
-                stage_seconds={stage: round(seconds, 4) for stage, seconds in result.stage_seconds.items()},
-                peak_rss_bytes=result.peak_rss_bytes,
-                peak_device_bytes=result.peak_device_bytes,
-                glb_bytes=len(result.glb),
-            )
-
-    def _emit(self, message_type: str, job: str, **fields) -> None:
-        self._events.send_multipart(encode(message_type, job, **fields), copy=False)
+            fields = {"backend": self.backend.name, **outcome.fields()}
+            emit("result", ticket.job, payloads={"glb": outcome.glb}, **fields)
 
 
 class ProgressReporter:
-    """The pipeline's progress callback: stops a cancelled job, and passes progress on without flooding."""
+    """The backends' progress callback: stops a cancelled job, and passes progress on without flooding."""
 
-    def __init__(self, ticket: Ticket, emit):
+    def __init__(self, ticket: Ticket, emit: Emit):
         self._ticket = ticket
         self._emit = emit
         self._stage: str | None = None
@@ -161,6 +133,8 @@ class ProgressReporter:
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
     """The error code and the sentence for a job or a model load that failed."""
+    if isinstance(exc, JobFailed):
+        return exc.code, str(exc)
     if isinstance(exc, ImageError):
         return IMAGE_ERROR_CODES.get(exc.reason, "image_damaged"), str(exc)
     if isinstance(exc, EmptySurfaceError):
@@ -174,20 +148,13 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
             "The job ran out of memory. Lower the resolution or the chunk size, or close programs that use "
             "the same memory."
         )
+    if isinstance(exc, NotImplementedError):  # PyTorch's word for an op the device's backend lacks
+        return "unsupported_op", (
+            f"The device cannot run an operation the model needs ({exc}). Run the sidecar with "
+            "--device cpu, or use the auto or replicate backend."
+        )
     log.error("A job failed unexpectedly", exc_info=exc)
     return (
         "internal",
         f"The sidecar failed unexpectedly ({type(exc).__name__}: {exc}); its log has the details.",
     )
-
-
-def model_identity(weights: str, precision: str) -> str:
-    """Names the model in the result cache, so that other weights or precision never get old results."""
-    if not is_local(weights):
-        return f"{weights}@{DEFAULT_REVISION if weights == DEFAULT_WEIGHTS else 'main'} {precision}"
-    checkpoint = Path(weights).expanduser().resolve() / CHECKPOINT_NAME
-    try:
-        stat = checkpoint.stat()
-    except OSError:  # loading fails and says why; no job will reach the cache with it
-        return f"{checkpoint} {precision}"
-    return f"{checkpoint}:{stat.st_size}:{stat.st_mtime_ns} {precision}"

@@ -1,11 +1,33 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
 from blender_env import BPY_RELEASES, Blender, ensure_bpy
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "triposr"
+import shared
+import shared.client
+import shared.protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "triposr"
+
+
+def _addon_package() -> None:
+    """The add-on's modules that need no bpy, importable as `triposr_addon` with the repository's `shared/`
+    standing in for the copy build.py vendors, so plain pytest covers them."""
+    package = types.ModuleType("triposr_addon")
+    package.__path__ = [str(ROOT / "blender_addon")]
+    sys.modules["triposr_addon"] = package
+    sys.modules["triposr_addon.shared"] = shared
+    sys.modules["triposr_addon.shared.client"] = shared.client
+    sys.modules["triposr_addon.shared.protocol"] = shared.protocol
+
+
+_addon_package()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,3 +69,22 @@ def tiny_model(tiny_weights: Path):
     from sidecar.triposr import load_model
 
     return load_model(str(tiny_weights), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def blender_validator(request: pytest.FixtureRequest) -> None:
+    """A `bpy` wheel at hand, whose `blender_ext.py` build.py validates with: the first --blender series'."""
+    ensure_bpy(request.config.getoption("--blender").split(",")[0].strip())
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory: pytest.TempPathFactory, blender_validator: None) -> Path:
+    """The extension zip, built by build.py for this machine, as a user would install it."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), "--platform", "current", "--out", str(out)],
+        check=True,
+        timeout=600,
+    )
+    (archive,) = out.glob("triposr-*.zip")
+    return archive

@@ -64,6 +64,7 @@ class Launcher:
 
     def spawn(self, *args: str, data_dir: Path | None = None, endpoint: str | None = None) -> Sidecar:
         """A sidecar process, not yet known to be ready."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
         data_dir = data_dir or self.folder / f"data-{len(self.started)}"
         log_path = self.folder / f"sidecar-{len(self.started)}.log"

@@ -84,7 +84,9 @@ class TRIPOSR_OT_generate_batch(FolderOperator):
         session.start_batch(batch)
         if should_wait(self):
             run_until(lambda: not batch.running and not session.tracker.ready())
-            self.report({"INFO"}, f"{batch.total - len(batch.failed)} of {batch.total} models made")
+            cost = session.batch_cost()
+            paid = f", for ${cost:.2f}" if cost else ""
+            self.report({"INFO"}, f"{batch.total - len(batch.failed)} of {batch.total} models made{paid}")
         return {"FINISHED"}
 
 

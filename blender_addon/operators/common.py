@@ -7,6 +7,7 @@ import bpy
 from ..launcher import LaunchError
 from ..preferences import get_preferences, sidecar_log_path
 from ..runtime import session
+from ..session import OFFLINE
 
 WAIT_DESCRIPTION = "Block until done. Background mode runs no timers, so there it is the default"
 
@@ -33,8 +34,8 @@ def sidecar_problem(context: bpy.types.Context, backend: str = "local") -> str:
         )
     if session.info is not None and session.info.weights == "failed":
         return f"The sidecar could not load the model: {session.info.weights_error}"
-    if backend != "local" and not bpy.app.online_access:
-        return "Online access is off, and Replicate needs it: allow it in Preferences > System > Network"
+    if backend != "local" and not bpy.app.online_access:  # replicate and auto may send the image away
+        return OFFLINE
     return ""
 
 

@@ -11,6 +11,7 @@ import bpy
 from ..preferences import get_preferences, sidecar_log_path
 from ..properties import scene_settings
 from ..runtime import session
+from ..session import OFFLINE
 from ..tracker import Job, JobState
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ class TRIPOSR_PT_main(SidebarPanel):
             layout.template_ID(settings, "image", open="image.open")
         column = layout.column()
         column.prop(settings, "backend")
+        if settings.backend != "local":
+            column.prop(settings, "replicate_model")
+            if not bpy.app.online_access:
+                wrapped(column, context, OFFLINE, icon="ERROR")
         column.prop(settings, "resolution")
         column.prop(settings, "foreground_ratio")
         column.prop(settings, "remove_background")
@@ -118,6 +123,8 @@ class TRIPOSR_PT_sidecar(SidebarPanel):
                 wrapped(column, context, f"The model could not be loaded: {info.weights_error}", icon="ERROR")
             if info.queue_length:
                 column.label(text=f"{info.queue_length} job(s) waiting")
+            if info.replicate_problem and get_preferences(context).replicate_token:
+                wrapped(column, context, f"No Replicate: {info.replicate_problem}", icon="INFO")
         elif session.starting:
             elapsed = time.monotonic() - (session.starting_since or time.monotonic())
             column.label(text=f"Starting… {elapsed:.0f} s", icon="SORTTIME")
@@ -161,9 +168,7 @@ class TRIPOSR_PT_batch(SidebarPanel):
         box.progress(factor=done, type="BAR", text=f"{batch.name}: {batch.progress_text()}")
         if batch.running:
             box.operator("triposr.cancel_batch", icon="CANCEL")
-        jobs = [job for item in batch.items if (job := session.tracker.get(item.job))]
-        cost = sum(job.result.get("cost") or 0.0 for job in jobs)
-        if cost:
+        if cost := session.batch_cost():
             box.label(text=f"Cost so far ${cost:.2f}")
         column = box.column(align=True)
         for item in batch.items:
@@ -182,6 +187,8 @@ class TRIPOSR_PT_results(SidebarPanel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.operator("triposr.refresh_results", icon="FILE_REFRESH")
+        if session.total_cost:
+            layout.label(text=f"Spent on Replicate: ${session.total_cost:.2f}")
         column = layout.column(align=True)
         for record in session.recent:
             name = (record.get("filename") or record["job"][:8]).rsplit(".", 1)[0]

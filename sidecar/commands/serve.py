@@ -11,6 +11,14 @@ import platformdirs
 
 from shared.protocol import DEFAULT_ENDPOINT
 
+from ..backends.models import DEFAULT_PRICE_PER_SECOND, ModelConfigError, load_models
+from ..backends.replicate_settings import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_JOB_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    TOKEN_VARIABLE,
+    ReplicateSettings,
+)
 from ..security import SecurityError, load_keys
 from ..server import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_QUEUE_SIZE, Limits, Server, ServerConfig, StartupError
 from ..store import StoreError
@@ -65,6 +73,53 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="encrypt and authenticate with CurveZMQ, using the secret key file `keygen` wrote",
     )
+    parser.add_argument(
+        "--max-local-resolution",
+        type=positive_int,
+        metavar="N",
+        help="the highest resolution this machine's memory runs locally: larger jobs fail as out of memory "
+        "at once, and `auto` jobs move to Replicate (default: no limit)",
+    )
+    replicate = parser.add_argument_group(
+        "Replicate", f"The replicate and auto backends; they need {TOKEN_VARIABLE} in the environment."
+    )
+    replicate.add_argument(
+        "--replicate-models",
+        type=Path,
+        metavar="FILE",
+        help="a JSON file of more Replicate models, or other settings for the built-in ones "
+        "(see sidecar/backends/models.py)",
+    )
+    replicate.add_argument(
+        "--replicate-concurrency",
+        type=positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="predictions in flight at once (default: %(default)s)",
+    )
+    replicate.add_argument(
+        "--replicate-price-per-second",
+        type=non_negative_float,
+        default=DEFAULT_PRICE_PER_SECOND,
+        metavar="DOLLARS",
+        help="what a second of prediction time costs, for models that do not name their own price "
+        "(default: %(default)s, an Nvidia A100 80GB)",
+    )
+    replicate.add_argument(
+        "--replicate-timeout",
+        type=positive_float,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="how long Replicate may take to answer a request (default: %(default)s)",
+    )
+    replicate.add_argument(
+        "--replicate-job-timeout",
+        type=positive_float,
+        default=DEFAULT_JOB_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a prediction may take, cold start included, before it is cancelled "
+        "(default: %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -75,9 +130,29 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         keys = load_keys(args.curve_secret_key) if args.curve_secret_key else None
+        replicate = ReplicateSettings(
+            models=load_models(args.replicate_models, args.replicate_price_per_second),
+            concurrency=args.replicate_concurrency,
+            request_timeout=args.replicate_timeout,
+            job_timeout=args.replicate_job_timeout,
+        )
         server = Server(
             ServerConfig(
                 endpoint=args.bind,
@@ -88,9 +163,11 @@ def run(args: argparse.Namespace) -> int:
                 limits=Limits(args.queue_size, args.max_image_bytes, args.max_image_pixels),
                 keys=keys,
                 parent_pid=args.parent_pid,
+                max_local_resolution=args.max_local_resolution,
+                replicate=replicate,
             )
         )
-    except (StartupError, SecurityError, StoreError) as exc:
+    except (StartupError, SecurityError, StoreError, ModelConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CANNOT_START
     for signum in (signal.SIGINT, signal.SIGTERM):

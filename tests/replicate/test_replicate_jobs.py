@@ -1,0 +1,226 @@
+"""Replicate jobs through a running sidecar, its real `replicate` client talking to the fake Replicate."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from fake_replicate import TOKEN
+from meshes import as_tripo_sr_on_replicate, assert_in_our_frame, read_glb, textured_glb
+from service_harness import EventLog, run_job, unique_png
+
+from sidecar.backends import replicate_settings
+from sidecar.backends.models import DEFAULT_PRICE_PER_SECOND, TRELLIS_VERSION, TRIPO_SR_VERSION
+from sidecar.pipeline import STAGES
+
+ON_REPLICATE = {"backend": "replicate"}
+
+
+@pytest.fixture
+def tripo_sr(fake):
+    """The fake answers as camenduru/tripo-sr does: one URL of a GLB in its mirrored frame."""
+    fake.behaviour.mesh = as_tripo_sr_on_replicate()
+    return fake
+
+
+def replicate_job(client, image, **params):
+    return run_job(client, unique_png(image), {**ON_REPLICATE, **params})
+
+
+def error_of(events) -> dict:
+    assert events[-1].type == "error", events[-1].header
+    return events[-1].header
+
+
+def test_hello_offers_replicate_its_models_and_its_stages(client):
+    hello = client.hello()
+    assert hello["backends"] == ["local", "replicate"]
+    assert hello["stages"] == [*STAGES, *replicate_settings.STAGES]
+    offered = hello["replicate"]
+    assert offered["available"] and offered["problem"] is None and offered["concurrency"] == 4
+    assert offered["models"] == ["tripo-sr", "trellis", "hunyuan3d-2", "hunyuan-official"]
+
+
+def test_a_job_uploads_the_image_follows_the_prediction_and_returns_its_cost(client, tripo_sr, image):
+    picture = unique_png(image)
+    events = run_job(client, picture, ON_REPLICATE)
+    result = events[-1]
+    assert result.type == "result", result.header
+    header = result.header
+    assert header["backend"] == "replicate" and header["device"] == "Nvidia A100 (80GB)"
+    assert header["model"] == f"replicate:camenduru/tripo-sr:{TRIPO_SR_VERSION}"
+    assert header["metrics"]["predict_time"] == 28.0
+    assert header["cost"] == pytest.approx(28.0 * DEFAULT_PRICE_PER_SECOND)  # about $0.04
+    (prediction_id,) = tripo_sr.predictions
+    assert header["prediction"] == prediction_id
+    assert set(header["stage_seconds"]) == set(replicate_settings.STAGES)
+    assert header["glb_bytes"] == len(result.payload) and header["vertices"] == 8
+
+    # Progress follows the prediction: upload, Replicate starting the model, the model at work, the file.
+    progress = [
+        (event.header["stage"], event.header["fraction"]) for event in events if event.type == "progress"
+    ]
+    stages = [stage for stage, _ in progress if stage != "queued"]
+    assert list(dict.fromkeys(stages)) == list(replicate_settings.STAGES)
+    order = ["queued", *replicate_settings.STAGES]
+    assert progress == sorted(progress, key=lambda step: (order.index(step[0]), step[1]))
+    assert max(fraction for stage, fraction in progress if stage == "predict" and fraction < 1.0) > 0.0
+
+    assert tripo_sr.uploads == [picture]
+    (created,) = tripo_sr.created
+    assert created["path"] == "/v1/predictions" and created["body"]["version"] == TRIPO_SR_VERSION
+    inputs = created["body"]["input"]
+    assert inputs == {
+        "image_path": inputs["image_path"],
+        "do_remove_background": True,
+        "foreground_ratio": 0.85,
+    }
+    assert inputs["image_path"].startswith(f"{tripo_sr.url}/v1/files/")
+    assert tripo_sr.authorizations == {f"Bearer {TOKEN}"}
+
+
+def test_the_mirror_of_tripo_sr_on_replicate_is_undone(client, tripo_sr, image):
+    # Served over plain http: the client leaves the URL a string, and the sidecar downloads it itself.
+    tripo_sr.behaviour.serve_over = "http"
+    result = replicate_job(client, image)[-1]
+    assert result.type == "result", result.header
+    assert_in_our_frame(result.payload)
+    assert tripo_sr.download_authorizations == [None], "the token goes to Replicate's API only"
+
+
+def test_the_same_job_again_comes_from_the_store_at_no_cost(client, tripo_sr, image):
+    picture = unique_png(image)
+    first = run_job(client, picture, ON_REPLICATE)[-1]
+    again = run_job(client, picture, {**ON_REPLICATE, "resolution": 512})[-1]  # Replicate ignores it
+    assert again.header["from_store"] and again.header["source_job"] == first.job
+    assert again.header["cost"] == 0.0 and again.payload == first.payload
+    assert len(tripo_sr.created) == 1
+
+
+def test_list_shows_what_all_jobs_cost(client, tripo_sr, image):
+    replicate_job(client, image)
+    reply = client.list_jobs(limit=500)
+    costs = [job["cost"] for job in reply["jobs"] if job["cost"] is not None]
+    assert costs and reply["total_cost"] == pytest.approx(sum(costs))
+
+
+def test_a_failed_prediction_says_why_with_the_end_of_its_log_and_is_paid_for(client, tripo_sr, image):
+    tripo_sr.behaviour.outcome = "failed"
+    error = error_of(replicate_job(client, image))
+    assert error["code"] == "prediction_failed" and error["retryable"] is False
+    assert "camenduru/tripo-sr failed on Replicate: CUDA out of memory" in error["message"]
+    assert "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in error["message"]  # the log tail
+    (listed,) = [job for job in client.list_results() if job["job"] == error["job"]]
+    assert listed["cost"] == pytest.approx(28.0 * DEFAULT_PRICE_PER_SECOND)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "advice"),
+    [
+        (401, "token_rejected", "REPLICATE_API_TOKEN"),
+        (402, "billing_required", "replicate.com/account/billing"),
+    ],
+)
+def test_a_refusal_from_replicate_is_an_error_that_says_what_to_do(
+    client, tripo_sr, image, status, code, advice
+):
+    if status == 401:
+        tripo_sr.behaviour.token = "r8_SomeoneElsesToken"
+    else:
+        tripo_sr.behaviour.create_errors = [402]
+    error = error_of(replicate_job(client, image))
+    assert (error["code"], error["retryable"]) == (code, False)
+    assert advice in error["message"]
+    assert not tripo_sr.predictions
+
+
+def test_while_rate_limited_it_waits_and_tries_again(client, tripo_sr, image):
+    tripo_sr.behaviour.create_errors = [429, 429]  # each asks to wait a second
+    started = time.monotonic()
+    events = replicate_job(client, image)
+    assert events[-1].type == "result", events[-1].header
+    assert time.monotonic() - started >= 2.0
+    assert len(tripo_sr.created) == 3 and len(tripo_sr.predictions) == 1
+
+
+def test_cancel_mid_prediction_cancels_it_on_replicate(client, tripo_sr, image):
+    tripo_sr.behaviour.outcome = "endless"
+    log = EventLog(client)
+    job = client.submit(unique_png(image), ON_REPLICATE)
+
+    def predicting() -> bool:
+        return any(event.header.get("stage") == "predict" for event in log.events(job))
+
+    log.wait(predicting, "the prediction at work")
+    asked = time.monotonic()
+    client.cancel(job)
+    log.until_done(job)
+    assert log.terminal(job).event.type == "cancelled"
+    assert log.terminal(job).at - asked < 2.0
+    assert tripo_sr.cancelled == list(tripo_sr.predictions)
+
+
+@pytest.mark.parametrize("silent", ["upload", "poll"])
+def test_a_replicate_that_stops_answering_is_a_timeout(client, tripo_sr, image, silent):
+    tripo_sr.behaviour.hang = silent
+    started = time.monotonic()
+    error = error_of(replicate_job(client, image))
+    assert (error["code"], error["retryable"]) == ("remote_timeout", True)
+    assert "no reply within 2 s" in error["message"] and "--replicate-timeout" in error["message"]
+    assert time.monotonic() - started < 10.0
+    assert tripo_sr.cancelled == list(tripo_sr.predictions), "a prediction that may still run is cancelled"
+
+
+def test_a_prediction_that_runs_too_long_is_cancelled(client, tripo_sr, image):
+    tripo_sr.behaviour.outcome = "endless"
+    error = error_of(replicate_job(client, image))
+    assert error["code"] == "remote_timeout" and "--replicate-job-timeout" in error["message"]
+    assert tripo_sr.cancelled == list(tripo_sr.predictions)
+
+
+def test_a_batch_of_six_runs_four_predictions_at_a_time(client, tripo_sr, image):
+    tripo_sr.behaviour.processing_polls = 10
+    log = EventLog(client)
+    jobs = [client.submit(unique_png(image), ON_REPLICATE) for _ in range(6)]
+    log.until_done(*jobs)
+    assert {log.terminal(job).event.type for job in jobs} == {"result"}
+    assert len(tripo_sr.predictions) == 6
+    assert 1 < tripo_sr.peak_in_flight <= 4
+
+
+def test_trellis_returns_a_dict_with_a_textured_glb_that_becomes_vertex_colours(client, fake, image):
+    fake.behaviour.mesh = textured_glb()
+    fake.behaviour.output = {"no_background_images": None, "color_video": None, "model_file": "{mesh}"}
+    result = replicate_job(client, image, replicate_model="trellis")[-1]
+    assert result.type == "result", result.header
+    assert result.header["model"] == f"replicate:firtoz/trellis:{TRELLIS_VERSION}"
+    (created,) = fake.created
+    inputs = created["body"]["input"]
+    assert created["body"]["version"] == TRELLIS_VERSION
+    assert inputs["images"] == [inputs["images"][0]] and inputs["generate_model"] is True
+    mesh = read_glb(result.payload)
+    up = mesh.vertices[:, 1] > mesh.vertices[:, 1].mean()
+    colours = mesh.visual.vertex_colors[:, :3]
+    assert (colours[up] == [255, 0, 0]).all() and (colours[~up] == [0, 0, 255]).all()
+
+
+def test_a_model_from_the_models_file_runs_as_configured(client, fake, image):
+    fake.behaviour.mesh = textured_glb()
+    fake.behaviour.output = {"mesh": "{mesh}"}
+    fake.behaviour.serve_over = "http"
+    result = replicate_job(client, image, replicate_model="hunyuan-official", remove_background=False)[-1]
+    assert result.type == "result", result.header
+    (created,) = fake.created
+    assert created["path"] == "/v1/models/tencent/hunyuan3d-2-official/predictions"
+    inputs = created["body"]["input"]
+    assert inputs == {"image": inputs["image"], "remove_background": False, "octree_resolution": 256}
+    assert result.header["device"] == "Nvidia H100"
+    assert result.header["cost"] == pytest.approx(28.0 * 0.002)
+    assert np.ptp(read_glb(result.payload).vertices, axis=0).max() > 0.5
+
+
+def test_an_unknown_replicate_model_is_refused_at_the_door(client, fake, image):
+    events = replicate_job(client, image, replicate_model="sf3d")
+    assert [event.type for event in events] == ["error"]
+    assert events[0].header["code"] == "bad_parameter" and "trellis" in events[0].header["message"]
