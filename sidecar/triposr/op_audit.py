@@ -68,8 +68,8 @@ MPS_SUPPORTED = frozenset(
 REPORT_HEADER = """# Ops on the inference path
 
 Written by `python -m sidecar.triposr.op_audit --write docs/device-ops.md` from one job of the tiny
-test model (preprocess, encode, sparse extraction, colours) on the CPU, with the PyTorch the README
-installs; `tests/test_device_audit.py` fails when it is out of date.
+test model (preprocess, encode, dense and sparse extraction, colours) on the CPU, with the PyTorch the
+README installs; `tests/test_device_audit.py` fails when it is out of date.
 
 *device* ops run on the accelerator: each must be float32 or lower and have an MPS kernel. *cpu* ops
 run on the CPU on purpose (`device.cpu_path()`): resampling that MPS lacks in older PyTorch releases,
@@ -126,14 +126,24 @@ def _has_mps_kernel(func: torch._ops.OpOverload) -> bool:
 
 
 def audit_job(weights: str, image: Path) -> OpAudit:
-    """Record one small job, image to coloured mesh, of the model at `weights` on the CPU."""
+    """Record one small job, image to coloured mesh, of the model at `weights` on the CPU.
+
+    Both extraction paths run: the dense grid, and the bricks of the sparse path (told not to hand
+    over to the dense grid, which the tiny model's lattice-like surface would make it do).
+    """
+    from .isosurface import sparse_isosurface
     from .loading import load_model
+    from .model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
     from .preprocess import open_image
 
     model = load_model(weights, device="cpu")
     with OpRecorder() as recorder:
         scene_code = model.encode(model.preprocess(open_image(image)))[0]
-        model.extract_mesh(scene_code, resolution=48, coarse_resolution=16)
+        model.extract_mesh(scene_code, resolution=48, sparse=False)
+        sparse_isosurface(
+            model.field_query(scene_code), 48, model.radius, DEFAULT_THRESHOLD, DEFAULT_CHUNK_SIZE, 16,
+            dense_share=1.0,
+        )  # fmt: skip
     return recorder.audit
 
 
