@@ -61,10 +61,11 @@ def render_table(record: BenchRecord) -> str:
     ]
     header = ["resolution", *STAGES, "total", "peak RSS", "peak device", "vertices"]
     rows = [header]
+    notes = {}  # row index -> the reason a resolution has no figures, printed across the columns
     for run in record.runs:
         if run.error or run.skipped:
-            reason = f"error: {run.error}" if run.error else f"skipped: {run.skipped}"
-            rows.append([str(run.resolution), reason])
+            notes[len(rows)] = f"error: {run.error}" if run.error else f"skipped: {run.skipped}"
+            rows.append([str(run.resolution)])
             continue
         times = [f"{run.stage_seconds.get(stage, 0.0):.2f} s" for stage in STAGES]
         rows.append(
@@ -78,8 +79,9 @@ def render_table(record: BenchRecord) -> str:
             ]
         )
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, notes.get(index, "")]).rstrip())
     if record.device.startswith("mps"):
         fallbacks = ", ".join(f"{op} x{count}" for op, count in sorted(record.mps_fallbacks.items()))
         lines += ["", f"ops that fell back to the CPU: {fallbacks or 'none'}"]
