@@ -8,7 +8,6 @@ folder before it reports the result. The socket thread never waits on a backend.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -16,31 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 import zmq
 
 from shared.protocol import encode
 
+from .failures import describe_failure
 from .fileio import write_atomically
 from .jobs import JobCancelled, JobFailed, Ticket
 from .store import result_name
-from .triposr import EmptySurfaceError, ImageError, TripoSRError, WeightsUnavailable
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-log = logging.getLogger(__name__)
 
 # Progress within a stage is passed on at most this often; stage changes always are.
 PROGRESS_SECONDS = 0.2
-IMAGE_ERROR_CODES = {
-    "empty": "image_empty",
-    "unrecognized": "image_unrecognized",
-    "damaged": "image_damaged",
-    "too_large": "image_too_large",
-    "no_foreground": "no_foreground",
-    "bad_parameter": "bad_parameter",
-}
 
 Emit = Callable[..., None]
 
@@ -129,32 +118,3 @@ class ProgressReporter:
         if stage != self._stage or fraction >= 1.0 or now - self._sent_at >= PROGRESS_SECONDS:
             self._stage, self._sent_at = stage, now
             self._emit("progress", self._ticket.job, stage=stage, fraction=fraction)
-
-
-def describe_failure(exc: BaseException) -> tuple[str, str]:
-    """The error code and the sentence for a job or a model load that failed."""
-    if isinstance(exc, JobFailed):
-        return exc.code, str(exc)
-    if isinstance(exc, ImageError):
-        return IMAGE_ERROR_CODES.get(exc.reason, "image_damaged"), str(exc)
-    if isinstance(exc, EmptySurfaceError):
-        return "empty_surface", str(exc)
-    if isinstance(exc, WeightsUnavailable):
-        return "weights_unavailable", str(exc)
-    if isinstance(exc, TripoSRError):  # the checkpoint, config or device
-        return "model_unavailable", str(exc)
-    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc):
-        return "out_of_memory", (
-            "The job ran out of memory. Lower the resolution or the chunk size, or close programs that use "
-            "the same memory."
-        )
-    if isinstance(exc, NotImplementedError):  # PyTorch's word for an op the device's backend lacks
-        return "unsupported_op", (
-            f"The device cannot run an operation the model needs ({exc}). Run the sidecar with "
-            "--device cpu, or use the auto or replicate backend."
-        )
-    log.error("A job failed unexpectedly", exc_info=exc)
-    return (
-        "internal",
-        f"The sidecar failed unexpectedly ({type(exc).__name__}: {exc}); its log has the details.",
-    )

@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..failures import describe_failure
 from ..jobs import JobFailed, Ticket
 from ..pipeline import STAGES, GenerationParams, ProgressCallback, generate_glb
 from ..triposr import TripoSR, load_model, open_image
 from ..triposr.device import device_name
 from ..triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS, is_local
-from ..worker import describe_failure
 from .base import Outcome
 
 log = logging.getLogger(__name__)
