@@ -1,9 +1,10 @@
 """Package the Blender extension: `dist/<id>-<version>.zip`.
 
 The zip holds the add-on (`blender_addon/`), the protocol package `shared/` vendored inside it as a
-subpackage, and the pyzmq wheels Blender installs for it: cp311 (Blender 4.2 to 5.0) and cp312-abi3 (5.1 and
-later, on Python 3.13) for each platform. Wheels are cached under `build/wheels/`, so only the first build
-downloads. The result is checked with Blender's own validator, `blender_ext.py` from the `bpy` wheel.
+subpackage, and the pyzmq wheels Blender installs for it: one per platform and per Python of a supported
+Blender (3.11 for 4.2 to 5.0, 3.13 for 5.1 and 5.2). Wheels are cached under `build/wheels/`, so only the
+first build downloads. The result is checked with Blender's own validator, `blender_ext.py` from the `bpy`
+wheel of every Blender the tests have installed.
 
     python build.py                      # macOS arm64, Linux x64 and Windows x64
     python build.py --platform current   # only this machine's wheels (what the tests use)
@@ -30,15 +31,27 @@ ADDON = ROOT / "blender_addon"
 SHARED = ROOT / "shared"
 WHEEL_CACHE = ROOT / "build" / "wheels"
 
-PYZMQ_VERSION = "27.3.0"
+# Blender decides which Pythons an extension supports from its wheels' tags, and it counts a stable-ABI wheel
+# (pyzmq 27's cp312-abi3) as no particular 3.x once a cp311 wheel is listed beside it: 5.1 and later then
+# refuse the extension. 26.4 is the newest pyzmq that publishes wheels tagged for each CPython, 3.13 included.
+PYZMQ_VERSION = "26.4.0"
 # Blender platform name -> the wheel platform tag pip is asked for.
 PLATFORMS = {
     "macos-arm64": "macosx_11_0_arm64",
     "linux-x64": "manylinux_2_28_x86_64",
     "windows-x64": "win_amd64",
 }
-# (pip's --python-version, --abi): the interpreter of Blender 4.2-5.0, and the stable ABI for 5.1 onwards.
-PYTHONS = (("3.11", "cp311"), ("3.12", "abi3"))
+# The Python of each supported Blender series (blender_manifest.toml's blender_version_min is the first).
+BLENDER_PYTHONS = {
+    "4.2": "3.11",
+    "4.3": "3.11",
+    "4.4": "3.11",
+    "4.5": "3.11",
+    "5.0": "3.11",
+    "5.1": "3.13",
+    "5.2": "3.13",
+}
+PYTHONS = sorted(set(BLENDER_PYTHONS.values()))
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 VALIDATORS = "lib/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
 
@@ -71,21 +84,26 @@ def targets(names: list[str]) -> list[Target]:
     return [Target(name, PLATFORMS[name]) for name in chosen]
 
 
-def wheel(target: Target, python_version: str, abi: str) -> Path:
+def wheel(target: Target, python_version: str) -> Path:
     """pyzmq's wheel for one platform and Python, downloaded once into `build/wheels/`."""
-    folder = WHEEL_CACHE / f"{target.platform}-{abi}"
-    pattern = f"pyzmq-{PYZMQ_VERSION}-*.whl"
+    cpython = "cp" + python_version.replace(".", "")
+    folder = WHEEL_CACHE / f"{target.platform}-{cpython}"
+    # pip also takes a stable-ABI wheel for `--abi cpXY`; only one tagged for this very Python will do.
+    pattern = f"pyzmq-{PYZMQ_VERSION}-{cpython}-{cpython}-*.whl"
     cached = sorted(folder.glob(pattern))
     if not cached:
         command = [sys.executable, "-m", "pip", "download", f"pyzmq=={PYZMQ_VERSION}", "--no-deps"]
         command += ["--only-binary=:all:"]
-        command += ["--python-version", python_version, "--implementation", "cp", "--abi", abi]
+        command += ["--python-version", python_version, "--implementation", "cp", "--abi", cpython]
         if target.wheel_tag:
             command += ["--platform", target.wheel_tag]
         process = subprocess.run([*command, "--dest", str(folder)], capture_output=True, text=True)
         cached = sorted(folder.glob(pattern))
         if process.returncode != 0 or len(cached) != 1:
-            raise BuildError(f"could not download pyzmq for {target.platform} {abi}:\n{process.stderr}")
+            raise BuildError(
+                f"could not download a pyzmq {PYZMQ_VERSION} wheel tagged {cpython} for {target.platform}:\n"
+                f"{process.stderr}"
+            )
     return cached[0]
 
 
@@ -147,7 +165,7 @@ def validate(archive: Path, validator_paths: list[Path]) -> None:
 def build(platform_names: list[str], out: Path, check: bool = True) -> Path:
     manifest = tomllib.loads((ADDON / "blender_manifest.toml").read_text(encoding="utf-8"))
     chosen = targets(platform_names)
-    wheels = [wheel(target, version, abi) for target in chosen for version, abi in PYTHONS]
+    wheels = [wheel(target, version) for target in chosen for version in PYTHONS]
     archive = out / f"{manifest['id']}-{manifest['version']}.zip"
     with tempfile.TemporaryDirectory() as folder:
         staged = stage_sources(Path(folder) / manifest["id"])

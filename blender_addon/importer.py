@@ -1,4 +1,4 @@
-"""GLB to Blender objects, the same way on Blender 4.2, 4.5 and 5.0, whose glTF importers differ.
+"""GLB to Blender objects, the same way on Blender 4.2 to 5.2, whose glTF importers differ.
 
 4.2-4.4 put new objects in the Scene Collection and give vertex colours no material; 4.5+ use the active
 collection and make a new `DefaultMaterial` on every import. So: note what exists, import, then move what is

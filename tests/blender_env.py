@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,21 +18,40 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent / "blender_scripts"
 
-# The newest release of each supported series that installs on Python 3.11.
-BPY_RELEASES = {"4.2": "4.2.23", "4.5": "4.5.15", "5.0": "5.0.1"}
+# The newest `bpy` wheel of each series the tests run, and the Python it needs (that of the Blender release).
+BPY_RELEASES = {"4.2": "4.2.23", "4.5": "4.5.15", "5.0": "5.0.1", "5.2": "5.2.3"}
+BPY_PYTHONS = {"4.2": "3.11", "4.5": "3.11", "5.0": "3.11", "5.2": "3.13"}
+
+
+# What Blender or Python print for something deprecated or wrong that still works.
+WARNING = re.compile(r"warning|deprecat", re.IGNORECASE)
 
 
 class BlenderScriptError(AssertionError):
     pass
 
 
-def python311() -> str:
-    if sys.version_info[:2] == (3, 11):
+def find_python(version: str) -> str:
+    """An interpreter of this Python version: this one, one on PATH, or one pyenv has installed."""
+    if sys.version_info[:2] == tuple(int(part) for part in version.split(".")):
         return sys.executable
-    found = shutil.which("python3.11")
-    if found is None:
-        raise RuntimeError("The Blender tests need Python 3.11 (the bpy wheel's only Python).")
-    return found
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(map(str, pyenv_root.glob(f"versions/{version}.*/bin/python{version}")), reverse=True)
+    for candidate in filter(None, candidates):
+        # a pyenv shim is on PATH even when its version is not selected, and then fails: ask it
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True
+        )
+        if probe.returncode == 0 and probe.stdout.decode().strip() == str(
+            tuple(map(int, version.split(".")))
+        ):
+            return candidate
+    raise RuntimeError(
+        f"The Blender tests need Python {version}, the only Python the bpy wheels of "
+        f"{', '.join(s for s, v in BPY_PYTHONS.items() if v == version)} install on; none was found on PATH "
+        f"or under {pyenv_root}/versions (pyenv install {version} provides one)."
+    )
 
 
 def ensure_bpy(series: str) -> Path:
@@ -41,7 +61,7 @@ def ensure_bpy(series: str) -> Path:
     python = venv / "bin" / "python"
     marker = venv / f"bpy-{release}.installed"
     if not marker.exists():
-        subprocess.run([python311(), "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([find_python(BPY_PYTHONS[series]), "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", f"bpy=={release}"],
             check=True,
@@ -67,6 +87,7 @@ class Blender:
             "BLENDER_USER_RESOURCES": str(user),
             "TRIPOSR_TEST_RESULT": str(result),
             "PYTHONPATH": str(SCRIPTS),
+            "PYTHONWARNINGS": "always",  # a deprecation in a newer Blender shows here
         }
         process = subprocess.run(
             [str(self.python), str(SCRIPTS / script), *args],
@@ -80,4 +101,8 @@ class Blender:
                 f"{script} failed in Blender {self.series} (exit {process.returncode}):\n"
                 f"{process.stdout[-4000:]}\n{process.stderr[-4000:]}"
             )
+        console = process.stdout + process.stderr
+        warnings = [line for line in console.splitlines() if WARNING.search(line)]
+        if warnings:
+            raise BlenderScriptError(f"{script} warned in Blender {self.series}:\n" + "\n".join(warnings))
         return json.loads(result.read_text())
