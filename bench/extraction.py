@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from sidecar.benchmark import bench_image, write_random_weights
 from sidecar.memory import PeakMemory, format_bytes
 from sidecar.triposr import load_model
-from sidecar.triposr.mesh import FieldQuery, coloured_mesh, density_grid, find_surface
+from sidecar.triposr.grid import FieldQuery, density_grid
+from sidecar.triposr.mesh import field_colours, find_surface
 from sidecar.triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD, TripoSR
 from sidecar.triposr.preprocess import prepare_image
 
@@ -96,11 +97,11 @@ def measure(weights: Path, field_kind: str, method: str, resolution: int) -> dic
             query, notes = model.field_query(scene_code), {}
         baseline = memory.current_peak()
         started = time.perf_counter()
-        vertices, faces = find_surface(
+        vertices, _ = find_surface(
             query, model.radius, resolution, DEFAULT_THRESHOLD, DEFAULT_CHUNK_SIZE, sparse=method == "sparse"
         )
         surface_seconds = time.perf_counter() - started
-        mesh = coloured_mesh(query, vertices, faces, resolution, model.radius, DEFAULT_CHUNK_SIZE)
+        field_colours(query, vertices, DEFAULT_CHUNK_SIZE)
         colour_seconds = time.perf_counter() - started - surface_seconds
     return {
         **notes,
@@ -108,7 +109,7 @@ def measure(weights: Path, field_kind: str, method: str, resolution: int) -> dic
         "colour_s": colour_seconds,
         "peak_rss_before_extraction": baseline,
         "peak_rss": memory.peak_rss,
-        "vertices": len(mesh.vertices),
+        "vertices": len(vertices),
     }
 
 

@@ -17,7 +17,13 @@ from .operators.sidecar import (
 )
 from .preferences import TRIPOSR_AddonPreferences
 from .properties import TRIPOSR_PG_settings
-from .ui.panels import TRIPOSR_PT_batch, TRIPOSR_PT_main, TRIPOSR_PT_results, TRIPOSR_PT_sidecar
+from .ui.panels import (
+    TRIPOSR_PT_batch,
+    TRIPOSR_PT_main,
+    TRIPOSR_PT_output,
+    TRIPOSR_PT_results,
+    TRIPOSR_PT_sidecar,
+)
 
 # Registered in this order, unregistered in reverse: what others refer to comes first, panels (parents before
 # their children) last.
@@ -36,6 +42,7 @@ classes = (
     TRIPOSR_OT_cancel_batch,
     TRIPOSR_OT_import_glb_folder,
     TRIPOSR_PT_main,
+    TRIPOSR_PT_output,
     TRIPOSR_PT_sidecar,
     TRIPOSR_PT_batch,
     TRIPOSR_PT_results,

@@ -2,18 +2,24 @@
 
 4.2-4.4 put new objects in the Scene Collection and give vertex colours no material; 4.5+ use the active
 collection and make a new `DefaultMaterial` on every import. So: note what exists, import, then move what is
-new into the target collection, drop the importer's empty parents, name the mesh, and give it one shared
-material.
+new into the target collection, drop the importer's empty parents, name the mesh, and give a vertex-colour
+mesh one shared material. A textured mesh keeps the GLB's material and image, named after the model; every
+version packs an image embedded in a GLB into the .blend, so it is saved with the file.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Iterable
 
 import bpy
 from mathutils import Vector
 
 MATERIAL_NAME = "TripoSR Vertex Colour"
+# As the sidecar's textured material has it, so that the vertex-colour and the textured model of one job look
+# alike: a surface that is not polished.
+ROUGHNESS = 0.8
 
 
 def import_glb(
@@ -33,10 +39,15 @@ def import_glb(
     active = view_layer.objects.active.name if view_layer.objects.active else ""
     objects_before = set(bpy.data.objects)
     materials_before = set(bpy.data.materials)
+    images_before = set(bpy.data.images)
 
     # Smooth shading from Blender's own normals: what the stored ones say for these meshes, at half the
-    # import time of custom split normals, which also get in the way of sculpting and remeshing.
-    bpy.ops.import_scene.gltf(filepath=filepath, import_shading="SMOOTH")
+    # import time of custom split normals, which also get in the way of sculpting and remeshing. A texture's
+    # UV seams split a GLB's vertices: merged again (the UVs stay apart, per face corner) the mesh is whole,
+    # shades smoothly across the seams, and does not tear when sculpted or subdivided.
+    bpy.ops.import_scene.gltf(
+        filepath=filepath, import_shading="SMOOTH", merge_vertices=has_texture_coordinates(filepath)
+    )
 
     new = [obj for obj in bpy.data.objects if obj not in objects_before]
     kept = drop_empty_parents(new)
@@ -53,6 +64,8 @@ def import_glb(
         if obj.data.color_attributes and all(made_by_importer(m, made) for m in obj.data.materials):
             obj.data.materials.clear()
             obj.data.materials.append(shared_material())
+        else:
+            name_after_model(obj, made, set(bpy.data.images) - images_before, name)
     remove_unused(made)
 
     if select:
@@ -64,6 +77,34 @@ def import_glb(
     else:
         restore_selection(selected, active)
     return kept
+
+
+def has_texture_coordinates(filepath: str) -> bool:
+    """Whether a GLB's meshes have UVs, as its JSON chunk (after the 12-byte header and the chunk's own 8)
+    lists their attributes."""
+    with open(filepath, "rb") as stream:
+        header = stream.read(20)
+        if len(header) < 20 or header[:4] != b"glTF":
+            return False  # not a GLB: the importer says what is wrong with it
+        tree = json.loads(stream.read(struct.unpack_from("<I", header, 12)[0]))
+    primitives = [primitive for mesh in tree.get("meshes", []) for primitive in mesh.get("primitives", [])]
+    return any("TEXCOORD_0" in primitive.get("attributes", {}) for primitive in primitives)
+
+
+def name_after_model(
+    obj: bpy.types.Object, made: set[bpy.types.Material], images: set[bpy.types.Image], name: str
+) -> None:
+    """The GLB's material and its images called after the model, as the mesh is: a result served from the
+    sidecar's store carries the name of the image it was first made from. A GLB from elsewhere with several
+    materials keeps the names it came with."""
+    own = [material for material in obj.data.materials if material in made]
+    if len(own) != 1:
+        return
+    material = own[0]
+    material.name = name
+    for node in material.node_tree.nodes:
+        if isinstance(node, bpy.types.ShaderNodeTexImage) and node.image in images:
+            node.image.name = name
 
 
 def drop_empty_parents(objects: list[bpy.types.Object]) -> list[bpy.types.Object]:
@@ -94,6 +135,7 @@ def shared_material() -> bpy.types.Material:
         material.use_nodes = True
     tree = material.node_tree
     bsdf = next(node for node in tree.nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
+    bsdf.inputs["Roughness"].default_value = ROUGHNESS
     colour = tree.nodes.new("ShaderNodeVertexColor")  # no layer name: the mesh's render colour attribute
     colour.location = (bsdf.location.x - 300, bsdf.location.y)
     tree.links.new(colour.outputs["Color"], bsdf.inputs["Base Color"])

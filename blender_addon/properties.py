@@ -46,6 +46,29 @@ def offered_backends(_self: object, _context: bpy.types.Context | None) -> list[
     return _offered
 
 
+# The Output section's choices. Each enum item's number is fixed (a count or a size where there is one), so
+# a saved file keeps its meaning.
+COLOURS = (
+    ("VERTEX", "Per Vertex", "A colour at every vertex: no UVs or images to manage, as fine as the mesh", 0),
+    ("TEXTURE", "Texture", "A UV map and a baked image: detail at any face count, as other apps expect", 1),
+)
+TEXTURE_SIZES = (
+    ("512", "512", "512 x 512 pixels: small and quick", 512),
+    ("1024", "1K", "1024 x 1024 pixels: enough for most models", 1024),
+    ("2048", "2K", "2048 x 2048 pixels: for close-ups", 2048),
+    ("4096", "4K", "4096 x 4096 pixels: the bake takes about 16 times as long as at 1K", 4096),
+)
+FACE_COUNTS = (
+    ("FULL", "Full", "Every face the surface has (with a texture, at most 50,000): the heaviest mesh", 0),
+    ("50K", "50k", "Simplified to 50,000 triangles", 50_000),
+    ("20K", "20k", "Simplified to 20,000 triangles", 20_000),
+    ("10K", "10k", "Simplified to 10,000 triangles", 10_000),
+    ("5K", "5k", "Simplified to 5,000 triangles", 5_000),
+    ("CUSTOM", "Custom", "Simplified to a number of triangles of your own", 1),
+)
+FACES_OF = {identifier: number for identifier, _name, _description, number in FACE_COUNTS}
+
+
 class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
     source: EnumProperty(  # type: ignore[valid-type]
         name="Source",
@@ -85,6 +108,54 @@ class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
         description="Cut the object out of an image without transparency",
         default=True,
     )
+    colour: EnumProperty(  # type: ignore[valid-type]
+        name="Colour",
+        description="How the model carries its colours",
+        items=COLOURS,
+        default="VERTEX",
+    )
+    texture_size: EnumProperty(  # type: ignore[valid-type]
+        name="Texture Size",
+        description="The baked image's width and height",
+        items=TEXTURE_SIZES,
+        default="1024",
+    )
+    faces: EnumProperty(  # type: ignore[valid-type]
+        name="Faces",
+        description="How many triangles the model keeps",
+        items=FACE_COUNTS,
+        default="FULL",
+    )
+    custom_faces: IntProperty(  # type: ignore[valid-type]
+        name="Face Count",
+        description="The number of triangles to simplify to",
+        default=30_000,
+        min=100,
+        soft_max=1_000_000,
+        max=10_000_000,
+    )
+    cleanup: BoolProperty(  # type: ignore[valid-type]
+        name="Clean Up",
+        description="Drop floating pieces under 2% of the largest one's area: specks of background and noise",
+        default=True,
+    )
+    ground: BoolProperty(  # type: ignore[valid-type]
+        name="On the Ground",
+        description="Put the model's origin at the middle of its base, so it stands on the 3D cursor; "
+        "otherwise the origin is the middle of the space the model was made in",
+        default=False,
+    )
+    # In Blender units, which the glTF importer takes one to one from the GLB's metres: the model comes out
+    # as tall as typed here, whatever the scene's unit scale.
+    height: FloatProperty(  # type: ignore[valid-type]
+        name="Height",
+        description="Scale the model to this height; 0 keeps the size it was made at",
+        default=0.0,
+        min=0.0,
+        soft_max=10.0,
+        max=1000.0,
+        subtype="DISTANCE",
+    )
     collection: PointerProperty(  # type: ignore[valid-type]
         name="Collection",
         description="Where the model goes; empty: a new collection named after the image",
@@ -103,6 +174,11 @@ class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
             "resolution": self.resolution,
             "foreground_ratio": round(self.foreground_ratio, 4),
             "remove_background": self.remove_background,
+            "cleanup": self.cleanup,
+            "faces": self.custom_faces if self.faces == "CUSTOM" else FACES_OF[self.faces],
+            "texture": int(self.texture_size) if self.colour == "TEXTURE" else 0,
+            "ground": self.ground,
+            "height": round(self.height, 4),
         }
         if self.backend != "local":
             params["replicate_model"] = self.replicate_model

@@ -212,7 +212,9 @@ class Session:
     def hold(
         self, image: bytes, params: dict, name: str, filename: str, collection: str = "", batch: str = ""
     ) -> Job:
-        job = Job(new_job_id(), name, collection=collection, batch=batch, state=JobState.WAITING)
+        job = Job(
+            new_job_id(), name, collection=collection, batch=batch, state=JobState.WAITING, params=params
+        )
         self.unsent[job.id] = Unsent(image, params, filename)
         self.changed = True
         return self.tracker.add(job)

@@ -12,24 +12,48 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-# What each stage of a local job is called in the panel, and roughly what share of the job's time it takes,
-# so that one bar runs across the whole job. Stages the add-on does not know show under their own names.
-STAGES = {
-    "queued": ("Waiting in the queue", 0.0),
-    "preprocess": ("Preparing the image", 0.05),
-    "encode": ("Encoding the image", 0.05),
-    "density": ("Sampling the shape", 0.6),
-    "surface": ("Building the surface", 0.25),
-    "export": ("Writing the model", 0.05),
+# What each stage is called in the panel, and about how many seconds it takes on a resolution-256 job (on a
+# GPU; in the cloud, on Replicate's A100), so that one bar runs evenly across the stages a job goes through.
+# A local job: these, then the asset stages.
+LOCAL_STAGES = {
+    "preprocess": ("Preparing the image", 0.15),
+    "encode": ("Encoding the image", 0.15),
+    "density": ("Sampling the shape", 1.8),
 }
-# The same for a Replicate job; an `auto` job that moves there goes on from its local stage to these.
+# A Replicate job, or an `auto` job that moves there: these, then the asset stages.
 CLOUD_STAGES = {
-    "upload": ("Sending the image to Replicate", 0.05),
-    "starting": ("Replicate is starting the model", 0.35),
-    "predict": ("Running on Replicate", 0.45),
-    "download": ("Fetching the model", 0.1),
-    "convert": ("Converting the model", 0.05),
+    "upload": ("Sending the image to Replicate", 1.5),
+    "starting": ("Replicate is starting the model", 10.5),
+    "predict": ("Running on Replicate", 13.5),
+    "download": ("Fetching the model", 3.0),
+    "convert": ("Converting the model", 1.5),
 }
+# From a surface to an asset, the same for every backend; each runs when the job's parameters call for it.
+ASSET_STAGES = {
+    "cleanup": ("Cleaning up the surface", 0.05),
+    "decimate": ("Reducing the faces", 0.3),
+    "colour": ("Colouring the vertices", 0.1),
+    "unwrap": ("Unwrapping the UVs", 1.0),
+    "bake": ("Baking the texture", 0.8),  # at 1024 x 1024: the time follows the texels
+    "place": ("Placing the model", 0.01),
+    "export": ("Writing the model", 0.2),
+}
+STAGES = {**LOCAL_STAGES, **CLOUD_STAGES, **ASSET_STAGES}  # in the order a job meets them
+
+
+def asset_stages(params: dict[str, Any], cloud: bool) -> list[str]:
+    """The asset stages a job's parameters call for, with the sidecar's defaults for those not given."""
+    texture = int(params.get("texture") or 0)
+    wanted = {
+        "cleanup": bool(params.get("cleanup", True) or params.get("smooth")),
+        "decimate": bool(params.get("faces")),
+        "colour": not texture and not cloud,  # a cloud model arrives coloured
+        "unwrap": bool(texture),
+        "bake": bool(texture),
+        "place": bool(params.get("ground") or params.get("height")),
+        "export": True,
+    }
+    return [stage for stage, called_for in wanted.items() if called_for]
 
 
 class JobState(Enum):
@@ -65,8 +89,10 @@ class Job:
     location: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the 3D cursor when Generate was pressed
     batch: str = ""  # the batch it belongs to, if any
     state: JobState = JobState.SUBMITTED
+    params: dict[str, Any] = field(default_factory=dict)  # as sent, then as the sidecar runs them
     stage: str = ""
     fraction: float = 0.0
+    stages: list[str] = field(default_factory=list)  # those the sidecar has reported, in order
     position: int | None = None  # place in the sidecar's queue; 1 runs next
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0  # wall time from submit to result
@@ -82,24 +108,44 @@ class Job:
         return bool(self.result.get("from_store"))
 
     @property
+    def cloud(self) -> bool:
+        """Whether the model is made on Replicate: asked for, or an `auto` job that has moved there."""
+        reported = (*self.stages, self.stage)
+        return self.params.get("backend") == "replicate" or any(stage in CLOUD_STAGES for stage in reported)
+
+    def plan(self) -> list[str]:
+        """The stages this job goes through, in order: those its parameters call for, and any it reported."""
+        front = CLOUD_STAGES if self.cloud else LOCAL_STAGES
+        wanted = {*front, *asset_stages(self.params, self.cloud), *self.stages, self.stage}
+        return [stage for stage in STAGES if stage in wanted]
+
+    def weight(self, stage: str) -> float:
+        """About how long the stage takes: the bake's time follows the texture's texels."""
+        seconds = STAGES[stage][1]
+        if stage == "bake":
+            return seconds * (int(self.params.get("texture") or 1024) / 1024) ** 2
+        return seconds
+
+    @property
     def overall(self) -> float:
-        """How far the whole job is, 0 to 1."""
-        stages = next((table for table in (STAGES, CLOUD_STAGES) if self.stage in table), None)
-        if stages is None:
-            return self.fraction
-        done = 0.0
-        for stage, (_label, share) in stages.items():
-            if stage == self.stage:
-                return min(1.0, done + share * self.fraction)
-            done += share
-        return done
+        """How far the whole job is, 0 to 1. A stage once reported stays in the plan, so the bar goes back
+        only when more turns out to lie ahead, as the cloud's stages do for an `auto` job that moves there."""
+        plan = self.plan()
+        weights = [self.weight(stage) for stage in plan]
+        if self.stage in plan:
+            index = plan.index(self.stage)
+            done = sum(weights[:index]) + weights[index] * self.fraction
+        else:  # queued, or a stage this add-on does not know: where the last known one left it
+            reached = [plan.index(stage) + 1 for stage in self.stages if stage in plan]
+            done = sum(weights[: max(reached, default=0)])
+        return min(1.0, done / sum(weights))
 
     def progress_text(self) -> str:
         if self.state is JobState.QUEUED and self.position:
             return "Next in the queue" if self.position == 1 else f"In the queue, {self.position - 1} ahead"
         if self.state is not JobState.RUNNING or not self.stage:
             return self.state.value
-        known = STAGES.get(self.stage) or CLOUD_STAGES.get(self.stage)
+        known = STAGES.get(self.stage)
         label = known[0] if known else self.stage.replace("_", " ").capitalize()
         return f"{label} {self.fraction:.0%}"
 
@@ -111,6 +157,8 @@ class Job:
         lines = [f"{took} on {where}" if where else took]
         if header.get("vertices") is not None:
             lines.append(f"{header['vertices']:,} vertices, {header.get('faces', 0):,} faces")
+        if texture := (header.get("params") or {}).get("texture"):
+            lines.append(f"{texture} px texture")
         if header.get("failover"):
             lines.append(f"Made on Replicate: {header['failover'].get('reason', 'the local run failed')}")
         if header.get("cost"):  # none for a local job, nothing to pay for one from the store
@@ -161,10 +209,13 @@ class JobTracker:
             return None
         header = event.header
         if event.type == "accepted":
+            job.params = header.get("params") or job.params
             if job.state is JobState.SUBMITTED:
                 job.state = JobState.QUEUED
         elif event.type == "progress":
             job.stage = str(header.get("stage", job.stage))
+            if job.stage != "queued" and job.stage not in job.stages:
+                job.stages.append(job.stage)
             job.fraction = float(header.get("fraction", job.fraction))
             job.position = header.get("position")
             if job.state is not JobState.CANCELLING:

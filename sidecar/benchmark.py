@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import __version__
+from .assets.options import AssetOptions
 from .memory import format_bytes
 from .pipeline import GenerationParams, generate_glb
 from .triposr.config import OFFICIAL_CONFIG, load_config
@@ -82,9 +83,11 @@ def run_bench(
     resolutions: list[int],
     precision: str = "float32",
     params: GenerationParams | None = None,
+    options: AssetOptions | None = None,
     log=print,
 ) -> BenchRecord:
     params = params or GenerationParams()
+    options = options or AssetOptions()
     target = select_device(device)
     image = bench_image()
     with tempfile.TemporaryDirectory(prefix="triposr-bench-") as scratch:
@@ -113,7 +116,7 @@ def run_bench(
         for resolution in resolutions:
             log(f"resolution {resolution}...")
             run = _beyond_memory(previous, resolution, baseline, params.sparse)
-            run = run or _measure(model, image, params, resolution)
+            run = run or _measure(model, image, params, options, resolution)
             record.runs.append(run)
             previous = previous if run.error or run.skipped else run
     if isinstance(recorder, OpRecorder):
@@ -168,10 +171,13 @@ def write_random_weights(folder: Path, seed: int = 0) -> None:
     (folder / "config.yaml").write_bytes(OFFICIAL_CONFIG.read_bytes())
 
 
-def _measure(model, image: Image.Image, params: GenerationParams, resolution: int) -> ResolutionRun:
+def _measure(
+    model, image: Image.Image, params: GenerationParams, options: AssetOptions, resolution: int
+) -> ResolutionRun:
     run = ResolutionRun(resolution)
     try:
-        result = generate_glb(model, image, GenerationParams(**{**asdict(params), "resolution": resolution}))
+        at_resolution = GenerationParams(**{**asdict(params), "resolution": resolution})
+        result = generate_glb(model, image, at_resolution, options=options)
     except (TripoSRError, MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"
         return run

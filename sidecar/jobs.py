@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from shared.protocol import QUEUED
 
+from .glb import DEFAULT_MODEL_NAME
 from .params import JobParams
 
 
@@ -37,10 +39,11 @@ class Ticket:
     (`auto` failing over) gets a new ticket there.
     """
 
-    def __init__(self, job: str, image: bytes, params: JobParams):
+    def __init__(self, job: str, image: bytes, params: JobParams, filename: str | None = None):
         self.job = job
         self.image = image
         self.params = params
+        self.filename = filename
         self._lock = threading.Lock()
         self._started = False
         self._cancelled = threading.Event()
@@ -56,6 +59,11 @@ class Ticket:
         with self._lock:
             self._cancelled.set()
             return not self._started
+
+    @property
+    def name(self) -> str:
+        """What the model is called inside its GLB: the image's name without its extension."""
+        return PurePath(self.filename or "").stem or DEFAULT_MODEL_NAME
 
     @property
     def cancelled(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.protocol import ProtocolError
 
+from .assets.options import MIN_FACES, TEXTURE_SIZES, AssetOptions
 from .pipeline import GenerationParams
 
 # What a client may name; "auto" runs locally and moves to Replicate when the local run cannot work.
@@ -19,19 +20,29 @@ BACKENDS = ("local", "auto", "replicate")
 DEFAULT_REPLICATE_MODEL = "tripo-sr"
 # Why a replicate job is refused where the sidecar has no Replicate backend: a code and a sentence.
 NO_REPLICATE = ("backend_unavailable", "This sidecar cannot run jobs on Replicate; use local.")
-# Bounds of the whole-number parameters.
-INTEGER_RANGES = {"resolution": (8, 1024), "chunk_size": (1024, 1 << 22), "coarse_resolution": (2, 1024)}
+# Bounds of the numeric parameters.
+INTEGER_RANGES = {
+    "resolution": (8, 1024),
+    "chunk_size": (1024, 1 << 22),
+    "coarse_resolution": (2, 1024),
+    "smooth": (0, 100),
+    "faces": (0, 10_000_000),
+    "texture": (0, max(TEXTURE_SIZES)),
+}
+NUMBER_RANGES = {"min_piece": (0.0, 1.0), "height": (0.0, 1000.0)}
 # Parameters that change how a job runs but not the model it makes.
 RUN_ONLY_PARAMS = ("chunk_size",)
 
 GENERATION_FIELDS = fields(GenerationParams)
-PARAM_NAMES = ("backend", "replicate_model", *(field.name for field in GENERATION_FIELDS))
+ASSET_FIELDS = fields(AssetOptions)
+PARAM_NAMES = ("backend", "replicate_model", *(field.name for field in (*GENERATION_FIELDS, *ASSET_FIELDS)))
 
 
 @dataclass(frozen=True)
 class JobParams:
     backend: str  # as the client asked: "local", "auto" or "replicate"
     generation: GenerationParams
+    assets: AssetOptions  # what becomes of the surface, whichever backend makes it
     replicate_model: str = DEFAULT_REPLICATE_MODEL  # where a replicate job (or an auto one moved there) runs
 
     @property
@@ -40,12 +51,19 @@ class JobParams:
         return "replicate" if self.backend == "replicate" else "local"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"backend": self.backend, "replicate_model": self.replicate_model, **asdict(self.generation)}
+        return {
+            "backend": self.backend,
+            "replicate_model": self.replicate_model,
+            **asdict(self.generation),
+            **asdict(self.assets),
+        }
 
     def cache_key(self, image_sha256: str, model: str) -> str:
         """Equal for local jobs that would make the same model: same image, model and output parameters."""
         output = {
-            name: value for name, value in asdict(self.generation).items() if name not in RUN_ONLY_PARAMS
+            name: value
+            for name, value in {**asdict(self.generation), **asdict(self.assets)}.items()
+            if name not in RUN_ONLY_PARAMS
         }
         return fingerprint({"image": image_sha256, "model": model, "backend": "local", "params": output})
 
@@ -92,7 +110,17 @@ def parse_params(
             "bad_parameter",
             f'"foreground_ratio" must be above 0 and at most 1, not {generation.foreground_ratio}.',
         )
-    return JobParams(backend, generation, replicate_model)
+    assets = AssetOptions(**{field.name: _checked(raw, field.name, field.default) for field in ASSET_FIELDS})
+    if assets.texture not in (0, *TEXTURE_SIZES):
+        sizes = ", ".join(map(str, TEXTURE_SIZES))
+        raise ProtocolError(
+            "bad_parameter", f'"texture" must be 0 (vertex colours) or one of {sizes}, not {assets.texture}.'
+        )
+    if 0 < assets.faces < MIN_FACES:
+        raise ProtocolError(
+            "bad_parameter", f'"faces" must be 0 (all of them) or at least {MIN_FACES}, not {assets.faces}.'
+        )
+    return JobParams(backend, generation, assets, replicate_model)
 
 
 def _checked(raw: dict, name: str, default: Any) -> Any:
@@ -109,4 +137,9 @@ def _checked(raw: dict, name: str, default: Any) -> Any:
             )
     elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ProtocolError("bad_parameter", f'"{name}" must be a number, not {value!r}.')
+    elif name in NUMBER_RANGES and not NUMBER_RANGES[name][0] <= value <= NUMBER_RANGES[name][1]:
+        low, high = NUMBER_RANGES[name]
+        raise ProtocolError(
+            "bad_parameter", f'"{name}" must be a number from {low:g} to {high:g}, not {value!r}.'
+        )
     return type(default)(value)

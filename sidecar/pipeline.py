@@ -5,27 +5,28 @@ The CLI's `generate` and the service's local backend both run jobs through `gene
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
-from .glb import mesh_to_glb
+from .assets.colour import srgb_to_linear
+from .assets.finish import finish
+from .assets.options import ASSET_STAGES, AssetOptions
+from .assets.surface import ColourSource, Surface
+from .clock import ProgressCallback, StageClock
+from .glb import DEFAULT_MODEL_NAME, surface_to_glb
 from .memory import PeakMemory
 from .triposr import TripoSR
 from .triposr.device import device_name
+from .triposr.grid import FieldQuery
 from .triposr.isosurface import DEFAULT_COARSE_RESOLUTION
-from .triposr.mesh import coloured_mesh, find_surface
+from .triposr.mesh import field_colours, find_surface
 from .triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
 
-# The stages of a job, in order, as progress reports and timings name them: "density" evaluates the
-# field and extracts the isosurface, "surface" colours it.
-STAGES = ("preprocess", "encode", "density", "surface", "export")
-
-# Called with a stage name and the fraction of that stage done; raising from it cancels the job.
-ProgressCallback = Callable[[str, float], None]
+# The stages of a job, in order, as progress reports and timings name them: "density" evaluates the field
+# and extracts the isosurface; the asset stages that follow run only when the job asks for them.
+STAGES = ("preprocess", "encode", "density", *ASSET_STAGES, "export")
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,13 @@ class GenerationResult:
         return sum(self.stage_seconds.values())
 
 
-class StageClock:
-    """Times each stage and reports its start and end to the progress callback."""
+def field_colour_source(query: FieldQuery, chunk_size: int) -> ColourSource:
+    """The model's colour field as a bake samples it: linear RGB at points in glTF's frame."""
 
-    def __init__(self, progress: ProgressCallback | None):
-        self.report: ProgressCallback = progress or (lambda stage, fraction: None)
-        self.seconds: dict[str, float] = {}
+    def colours(points: np.ndarray) -> np.ndarray:
+        return srgb_to_linear(field_colours(query, points, chunk_size)).astype(np.float32)
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        self.report(name, 0.0)
-        started = time.perf_counter()
-        yield
-        self.seconds[name] = time.perf_counter() - started
-        self.report(name, 1.0)
+    return colours
 
 
 def generate_glb(
@@ -75,6 +69,8 @@ def generate_glb(
     image: Image.Image,
     params: GenerationParams = GenerationParams(),
     progress: ProgressCallback | None = None,
+    options: AssetOptions = AssetOptions(),
+    name: str = DEFAULT_MODEL_NAME,
 ) -> GenerationResult:
     clock = StageClock(progress)
     with PeakMemory(model.device) as memory:
@@ -89,18 +85,19 @@ def generate_glb(
                 params.resolution,
                 params.threshold,
                 params.chunk_size,
-                progress=lambda fraction: clock.report("density", fraction),
+                progress=clock.reporter("density"),
                 sparse=params.sparse,
                 coarse_resolution=params.coarse_resolution,
             )
-        with clock.stage("surface"):
-            mesh = coloured_mesh(query, vertices, faces, params.resolution, model.radius, params.chunk_size)
+        surface = finish(
+            Surface(vertices, faces), field_colour_source(query, params.chunk_size), options, clock
+        )
         with clock.stage("export"):
-            glb = mesh_to_glb(mesh)
+            glb = surface_to_glb(surface, name)
     return GenerationResult(
         glb=glb,
-        vertices=len(mesh.vertices),
-        faces=len(mesh.faces),
+        vertices=len(surface.vertices),
+        faces=len(surface.faces),
         device=device_name(model.device),
         stage_seconds=clock.seconds,
         peak_rss_bytes=memory.peak_rss,

@@ -323,7 +323,9 @@ class Server:
             **self._model_fields(),
             queue_length=self._queue_length(),
             running=running,
-            stages=[*STAGES, *(replicate_settings.STAGES if "replicate" in self._lanes else ())],
+            stages=list(
+                dict.fromkeys([*STAGES, *(replicate_settings.STAGES if "replicate" in self._lanes else ())])
+            ),
             replicate=self._replicate_fields(),
             heartbeat_seconds=HEARTBEAT_SECONDS,
             limits=self.limits.describe(),
@@ -418,7 +420,7 @@ class Server:
                 created_at=time.time(),
             )
         )
-        active = ActiveJob(Ticket(job, image, params), fingerprint, {peer: deliver})
+        active = ActiveJob(Ticket(job, image, params, filename), fingerprint, {peer: deliver})
         self._jobs[job] = active
         self._lanes[params.runs_on].put(active.ticket)
         log.info("Job %s accepted (%s, %s bytes)", job, filename or "unnamed image", f"{len(image):,}")
@@ -515,7 +517,7 @@ class Server:
             cache_key=self._cache_keys(params, active.fingerprint[0])[-1],  # its result is a Replicate one
             failover=active.failover,
         )
-        active.ticket = Ticket(active.id, active.ticket.image, params)
+        active.ticket = Ticket(active.id, active.ticket.image, params, active.ticket.filename)
         self._lanes["replicate"].put(active.ticket)
 
     # Sending a job's events.
@@ -573,7 +575,9 @@ class Server:
         """The keys of the stored results that may answer a job, its own first: an `auto` job takes a
         Replicate result too, as it would end up there."""
         local = params.cache_key(image_sha256, self._local.identity)
-        remote = self._replicate_models[params.replicate_model].cache_key(image_sha256, params.generation)
+        remote = self._replicate_models[params.replicate_model].cache_key(
+            image_sha256, params.generation, params.assets
+        )
         return {"local": [local], "replicate": [remote], "auto": [local, remote]}[params.backend]
 
     def _identity(self, params: JobParams, backend: str) -> str:

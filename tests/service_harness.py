@@ -18,6 +18,8 @@ from shared.protocol import TERMINAL_TYPES, Message, decode
 
 JOB_TIMEOUT = 60.0
 # Small enough to take a fraction of a second with the tiny model.
+# What a local job with the default parameters goes through: floating pieces dropped, vertex colours.
+DEFAULT_STAGES = {"preprocess", "encode", "density", "cleanup", "colour", "export"}
 QUICK = {"resolution": 32}
 # Long enough to cancel or kill mid-extraction: 256^3 points in chunks of 8192 take many seconds here.
 LONG = {"resolution": 256, "chunk_size": 8192, "sparse": False}

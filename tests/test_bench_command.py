@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from service_harness import DEFAULT_STAGES
+
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, tiny_weights):
     record_file = tmp_path / "record.json"
@@ -27,7 +29,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, tiny_weights):
     for run in record["runs"]:
         assert run["error"] is None
         assert run["vertices"] > 0 and run["peak_rss_bytes"] > 0
-        assert set(run["stage_seconds"]) == {"preprocess", "encode", "density", "surface", "export"}
+        assert set(run["stage_seconds"]) == DEFAULT_STAGES
 
 
 def test_a_resolution_whose_projected_memory_exceeds_the_machine_is_skipped():

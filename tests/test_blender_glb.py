@@ -6,16 +6,24 @@ import numpy as np
 import torch
 from fields import CENTRE, RADIUS, SEMI_AXES, THRESHOLD, blender_to_model, ellipsoid_field, expected_srgb
 
-from sidecar.glb import mesh_to_glb
-from sidecar.triposr.mesh import extract_mesh
+from sidecar.assets.surface import Surface
+from sidecar.glb import surface_to_glb
+from sidecar.pipeline import field_colour_source
+from sidecar.triposr.mesh import find_surface
+
+
+def coloured_surface(query, radius: float, resolution: int) -> Surface:
+    """The field's isosurface with its colours at the vertices, as a local job without options writes it."""
+    vertices, faces = find_surface(query, radius, resolution, THRESHOLD, 50_000)
+    return Surface(vertices, faces, colours=field_colour_source(query, 50_000)(vertices))
 
 
 def test_generated_glbs_look_right_in_blender(blender, tmp_path, tiny_model, golden):
-    analytic = extract_mesh(ellipsoid_field, RADIUS, 96, THRESHOLD, 50_000)
-    (tmp_path / "ellipsoid.glb").write_bytes(mesh_to_glb(analytic))
+    analytic = coloured_surface(ellipsoid_field, RADIUS, 96)
+    (tmp_path / "ellipsoid.glb").write_bytes(surface_to_glb(analytic))
     scene_code = torch.from_numpy(golden["scene_codes"][0])
-    learned = tiny_model.extract_mesh(scene_code, resolution=40)
-    (tmp_path / "tiny.glb").write_bytes(mesh_to_glb(learned))
+    learned = coloured_surface(tiny_model.field_query(scene_code), tiny_model.radius, 40)
+    (tmp_path / "tiny.glb").write_bytes(surface_to_glb(learned))
 
     report = blender.run(
         "import_glb.py",

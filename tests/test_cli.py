@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import trimesh
+from service_harness import DEFAULT_STAGES
 
 
 def sidecar(*args: str) -> subprocess.CompletedProcess:
@@ -31,7 +32,7 @@ def test_generate_writes_one_glb_per_image_and_reports_times(tmp_path, tiny_weig
     mesh = trimesh.load(out / "input.glb", force="mesh")
     assert len(mesh.faces) > 0
     assert "broken.png" in done.stdout and "damaged" in done.stdout
-    for stage in ("preprocess", "encode", "density", "surface", "export", "total"):
+    for stage in [*DEFAULT_STAGES, "total"]:
         assert f"{stage} " in done.stdout
     assert "peak memory" in done.stdout
 

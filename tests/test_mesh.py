@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 import trimesh
 from fields import CENTRE, RADIUS, SEMI_AXES, THRESHOLD, ellipsoid_field, expected_srgb, gltf_to_model
 
-from sidecar.glb import mesh_to_glb, srgb_to_linear
 from sidecar.triposr.errors import EmptySurfaceError
-from sidecar.triposr.mesh import density_grid, extract_mesh
+from sidecar.triposr.grid import density_grid
+from sidecar.triposr.mesh import extract_mesh
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +35,6 @@ def test_size_and_position_follow_the_frame_change(ellipsoid):
 def test_vertex_colours_are_the_field_colours_at_the_vertices(ellipsoid):
     expected = expected_srgb(gltf_to_model(ellipsoid.vertices)) * 255
     assert np.abs(ellipsoid.visual.vertex_colors[:, :3] - expected).max() <= 0.5 + 1e-3
-
-
-def test_the_glb_reloads_with_the_same_mesh_and_linear_colours(ellipsoid):
-    reloaded = trimesh.load(io.BytesIO(mesh_to_glb(ellipsoid)), file_type="glb", force="mesh")
-    assert len(reloaded.vertices) == len(ellipsoid.vertices)
-    assert len(reloaded.faces) == len(ellipsoid.faces)
-    np.testing.assert_allclose(reloaded.vertices, ellipsoid.vertices, atol=1e-6)
-    linear = srgb_to_linear(ellipsoid.visual.vertex_colors[:, :3] / 255.0) * 255
-    # trimesh reads COLOR_0 as it is stored (linear), rounded to bytes
-    assert np.abs(reloaded.visual.vertex_colors[:, :3] - linear).max() <= 0.5 + 1e-3
 
 
 def test_the_density_volume_does_not_depend_on_the_chunk_size():

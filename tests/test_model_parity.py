@@ -12,7 +12,7 @@ from PIL import Image
 from sidecar.triposr import build_model, load_config, load_model
 from sidecar.triposr.config import OFFICIAL_CONFIG
 from sidecar.triposr.errors import ModelLoadError
-from sidecar.triposr.mesh import density_grid, grid_axis, grid_points
+from sidecar.triposr.grid import density_grid, grid_axis, grid_points
 
 
 def test_the_official_checkpoint_layout_is_matched_name_for_name(tiny_weights):

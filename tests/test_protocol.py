@@ -23,6 +23,7 @@ from shared.protocol import (
     is_job_id,
     new_job_id,
 )
+from sidecar.assets.options import AssetOptions
 from sidecar.params import INTEGER_RANGES, parse_params
 from sidecar.pipeline import GenerationParams
 
@@ -99,6 +100,8 @@ def test_job_parameters_get_defaults_and_are_checked():
     wrong = [
         {"resolution": "high"}, {"resolution": 4}, {"resolution": True}, {"foreground_ratio": 0},
         {"threshold": float("inf")}, {"remove_background": 1}, {"sparse": "yes"}, {"colour": "red"}, [1],
+        {"texture": 1000}, {"texture": -512}, {"faces": 50}, {"faces": -1}, {"faces": 2.5}, {"smooth": 101},
+        {"height": -1}, {"height": float("nan")}, {"min_piece": 1.5}, {"ground": "yes"}, {"cleanup": 0},
     ]  # fmt: skip
     for bad in wrong:
         with pytest.raises(ProtocolError) as refused:
@@ -109,8 +112,22 @@ def test_job_parameters_get_defaults_and_are_checked():
     assert refused.value.code == "backend_unavailable"
 
 
+def test_the_asset_options_travel_with_the_job():
+    params = parse_params({"texture": 2048, "faces": 20_000, "ground": True, "height": 1.8, "cleanup": False})
+    assert params.assets == AssetOptions(cleanup=False, faces=20_000, texture=2048, ground=True, height=1.8)
+    assert params.to_wire()["texture"] == 2048 and params.to_wire()["min_piece"] == AssetOptions().min_piece
+    assert parse_params({"height": 2}).assets.height == 2.0
+    assert parse_params({"texture": 1024}).cache_key("sha", "model") != parse_params({}).cache_key(
+        "sha", "model"
+    )
+
+
 def test_every_whole_number_parameter_has_bounds():
-    whole_numbers = {field.name for field in fields(GenerationParams) if type(field.default) is int}
+    whole_numbers = {
+        field.name
+        for field in (*fields(GenerationParams), *fields(AssetOptions))
+        if type(field.default) is int
+    }
     assert whole_numbers == set(INTEGER_RANGES)
 
 

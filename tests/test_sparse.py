@@ -10,8 +10,8 @@ from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from sidecar.triposr.errors import EmptySurfaceError
+from sidecar.triposr.grid import density_grid
 from sidecar.triposr.isosurface import dense_isosurface, sparse_isosurface
-from sidecar.triposr.mesh import density_grid
 
 
 def assert_same_mesh(expected, actual, resolution):

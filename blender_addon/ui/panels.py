@@ -1,4 +1,5 @@
-"""The 3D Viewport's sidebar tab "TripoSR": the image and its settings, the sidecar, batches, past results."""
+"""The 3D Viewport's sidebar tab "TripoSR": the image and its settings, what comes out, the sidecar, batches,
+past results."""
 
 from __future__ import annotations
 
@@ -101,6 +102,38 @@ def draw_outcome(layout: bpy.types.UILayout, context: bpy.types.Context, job: Jo
         layout.label(text=f"{job.name}: cancelled", icon="X")
 
 
+class TRIPOSR_PT_output(SidebarPanel):
+    """What the sidecar hands back: colours, face count, clean-up and placement, for one model or a batch."""
+
+    bl_label = "Output"
+    bl_parent_id = "TRIPOSR_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = scene_settings(context)
+
+        layout.row().prop(settings, "colour", expand=True)
+        row = layout.row()
+        row.active = settings.colour == "TEXTURE"
+        row.prop(settings, "texture_size", expand=True)
+        # The presets one click away, in two rows beside one label, split as use_property_split splits a
+        # property from its value: a single row of six does not fit the sidebar.
+        split = layout.split(factor=0.4)
+        label = split.row()
+        label.alignment = "RIGHT"
+        label.label(text="Faces")
+        presets = split.grid_flow(row_major=True, columns=3, even_columns=True, align=True)
+        presets.use_property_split = False
+        presets.prop(settings, "faces", expand=True)
+        if settings.faces == "CUSTOM":
+            layout.prop(settings, "custom_faces")
+        layout.column(heading="Clean Up").prop(settings, "cleanup", text="Floating Pieces")
+        layout.prop(settings, "ground")
+        layout.prop(settings, "height")
+
+
 class TRIPOSR_PT_sidecar(SidebarPanel):
     bl_label = "Sidecar"
     bl_parent_id = "TRIPOSR_PT_main"
@@ -193,6 +226,8 @@ class TRIPOSR_PT_results(SidebarPanel):
         for record in session.recent:
             name = (record.get("filename") or record["job"][:8]).rsplit(".", 1)[0]
             row = column.row(align=True)
-            row.label(text=f"{name} · {record.get('vertices') or 0:,} vertices")
+            texture = (record.get("params") or {}).get("texture")
+            textured = f" · {texture} px" if texture else ""
+            row.label(text=f"{name} · {record.get('faces') or 0:,} faces{textured}")
             button = row.operator("triposr.import_result", text="", icon="IMPORT")
             button.job, button.name = record["job"], name

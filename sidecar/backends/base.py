@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from ..clock import ProgressCallback
 from ..jobs import Ticket
-from ..pipeline import ProgressCallback
 
 
 @dataclass(frozen=True)

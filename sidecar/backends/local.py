@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..clock import ProgressCallback
 from ..failures import describe_failure
 from ..jobs import JobFailed, Ticket
-from ..pipeline import STAGES, GenerationParams, ProgressCallback, generate_glb
+from ..pipeline import STAGES, GenerationParams, generate_glb
 from ..triposr import TripoSR, load_model, open_image
 from ..triposr.device import device_name
 from ..triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS, is_local
@@ -71,7 +72,7 @@ class LocalBackend:
         self._check_resolution(params)
         report(STAGES[0], 0.0)  # started: decoding the image counts as preprocessing
         image = open_image(ticket.image, max_pixels=self._max_image_pixels)
-        result = generate_glb(self._model, image, params, report)
+        result = generate_glb(self._model, image, params, report, ticket.params.assets, ticket.name)
         return Outcome(
             glb=result.glb,
             vertices=result.vertices,

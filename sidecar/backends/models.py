@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..assets.options import AssetOptions
 from ..params import DEFAULT_REPLICATE_MODEL, fingerprint
 from ..pipeline import GenerationParams
 
@@ -118,10 +119,12 @@ class ReplicateModel:
         values = {IMAGE: image, **asdict(params)}
         return _fill(self.input, values)
 
-    def cache_key(self, image_sha256: str, params: GenerationParams) -> str:
-        """Equal for jobs that would send Replicate the same prediction."""
+    def cache_key(self, image_sha256: str, params: GenerationParams, assets: AssetOptions) -> str:
+        """Equal for jobs that would send Replicate the same prediction and make the same asset of it."""
         inputs = self.inputs(params, image=image_sha256)
-        return fingerprint({"model": self.identity, "backend": "replicate", "input": inputs})
+        return fingerprint(
+            {"model": self.identity, "backend": "replicate", "input": inputs, "assets": asdict(assets)}
+        )
 
     def matrix(self) -> np.ndarray:
         return np.array(self.frame, dtype=np.float64)

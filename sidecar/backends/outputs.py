@@ -1,13 +1,14 @@
-"""A Replicate model's output as a mesh in our frame: where the mesh file is, what it is, what it holds.
+"""A Replicate model's output as a surface in our frame: where the mesh file is, what it is, what it holds.
 
 Models answer with a URL, a list or a dict of them; the file may be a GLB (with vertex colours or a texture),
-an OBJ, a PLY or an STL. Whatever it is, the result is one vertex-coloured mesh in our frame, ready for
-`sidecar.glb.mesh_to_glb`, so that it reaches Blender exactly as a local result does.
+an OBJ, a PLY or an STL. Whatever it is, the result is one surface in our frame, with linear vertex colours
+or its texture kept, ready for the same asset stages and GLB writer as a local result.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import trimesh
 
+from ..assets.colour import srgb_to_linear
+from ..assets.surface import Surface
 from ..jobs import JobFailed
 
 # What trimesh reads, by the URL's suffix or the data: URI's media type.
@@ -64,8 +67,12 @@ def find_mesh(output: Any, path: tuple[str, ...], model: str) -> Any:
     raise JobFailed("output_unusable", f"The output of {model} holds no mesh file: {_shape(found)}.")
 
 
-def read_mesh(data: bytes, url: str, model: str) -> trimesh.Trimesh:
-    """The mesh a file holds, all its parts in one, coloured per vertex (a texture is sampled at them)."""
+def read_surface(data: bytes, url: str, model: str, frame: np.ndarray) -> Surface:
+    """The surface a file holds, all its parts in one, turned (or mirrored) by `frame` into ours.
+
+    A single textured part keeps its texture; several parts are coloured per vertex (their textures sampled
+    at the vertices), as they could not share one image.
+    """
     file_type = "glb" if data[:4] == b"glTF" else mesh_type(url)
     if file_type is None:
         raise JobFailed(
@@ -80,25 +87,50 @@ def read_mesh(data: bytes, url: str, model: str) -> trimesh.Trimesh:
             "output_unusable", f"The {file_type.upper()} {model} returned cannot be read ({exc})."
         ) from exc
     parts = loaded.dump() if isinstance(loaded, trimesh.Scene) else [loaded]
-    meshes = [
-        _vertex_coloured(part) for part in parts if isinstance(part, trimesh.Trimesh) and len(part.faces)
-    ]
+    meshes = [part for part in parts if isinstance(part, trimesh.Trimesh) and len(part.faces)]
     if not meshes:
         raise JobFailed("output_unusable", f"The {file_type.upper()} {model} returned holds no triangles.")
-    return meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+    texture = _texture(meshes[0]) if len(meshes) == 1 else None
+    if texture is not None:
+        uv = np.asarray(meshes[0].visual.uv, dtype=np.float32)
+        surface = Surface(meshes[0].vertices, meshes[0].faces, uv=_flip_v(uv), texture=texture)
+    else:
+        meshes = [_vertex_coloured(mesh) for mesh in meshes]
+        mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+        surface = Surface(mesh.vertices, mesh.faces, colours=_linear_vertex_colours(mesh))
+    return _turned(surface, frame)
 
 
-def to_our_frame(mesh: trimesh.Trimesh, frame: np.ndarray) -> trimesh.Trimesh:
-    """Turn (or mirror) the mesh into our frame; trimesh reverses the winding of a mirrored one."""
-    transform = np.eye(4)
-    transform[:3, :3] = frame
-    return mesh.apply_transform(transform)
+def _turned(surface: Surface, frame: np.ndarray) -> Surface:
+    """The surface turned (or mirrored) into our frame; a mirror reverses the faces so they still face out."""
+    faces = surface.faces[:, ::-1] if np.linalg.det(frame) < 0 else surface.faces
+    vertices = (surface.vertices.astype(np.float64) @ frame.T).astype(np.float32)
+    return replace(surface, vertices=vertices, faces=np.ascontiguousarray(faces, dtype=np.int64))
+
+
+def _texture(mesh: trimesh.Trimesh) -> np.ndarray | None:
+    """The base colour image of a textured mesh (sRGB, RGB bytes), or None."""
+    if mesh.visual.kind != "texture" or mesh.visual.uv is None:
+        return None
+    material = mesh.visual.material
+    image = getattr(material, "baseColorTexture", None) or getattr(material, "image", None)
+    return None if image is None else np.asarray(image.convert("RGB"))
+
+
+def _flip_v(uv: np.ndarray) -> np.ndarray:
+    """trimesh's texture coordinates count v up from the image's bottom; glTF's count down from its top."""
+    return np.column_stack([uv[:, 0], 1.0 - uv[:, 1]]).astype(np.float32)
 
 
 def _vertex_coloured(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     if mesh.visual.kind == "texture":
         mesh.visual = mesh.visual.to_color()
     return mesh
+
+
+def _linear_vertex_colours(mesh: trimesh.Trimesh) -> np.ndarray:
+    """trimesh's sRGB vertex colours as linear floats (its plain grey for a mesh with none)."""
+    return srgb_to_linear(mesh.visual.vertex_colors[:, :3] / 255.0).astype(np.float32)
 
 
 def _shape(output: Any) -> str:

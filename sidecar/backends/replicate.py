@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -29,13 +30,17 @@ from replicate.exceptions import ReplicateError, ReplicateException
 from replicate.helpers import FileOutput, transform_output
 from replicate.prediction import Prediction
 
-from ..glb import mesh_to_glb
+from ..assets.finish import finish
+from ..assets.options import TEXTURE_SIZES, AssetOptions
+from ..assets.sampling import mesh_colour_source
+from ..assets.surface import Surface
+from ..clock import ProgressCallback, StageClock
+from ..glb import surface_to_glb
 from ..jobs import JobCancelled, JobFailed, Ticket
-from ..pipeline import ProgressCallback, StageClock
 from ..triposr import open_image
 from .base import Outcome
 from .models import ReplicateModel
-from .outputs import describe, find_mesh, read_mesh, to_our_frame
+from .outputs import describe, find_mesh, read_surface
 from .replicate_settings import BASE_URL_VARIABLE, TOKEN_VARIABLE, TOKENS_PAGE, ReplicateSettings
 
 log = logging.getLogger(__name__)
@@ -120,12 +125,14 @@ class ReplicateBackend:
                 item = find_mesh(output, model.output, model.model)
                 data = self._fetch(item, model)
             with clock.stage("convert"):
-                mesh = to_our_frame(read_mesh(data, str(item), model.model), model.matrix())
-                glb = mesh_to_glb(mesh)
+                original = read_surface(data, str(item), model.model, model.matrix())
+        surface = finish(original, mesh_colour_source(original), cloud_options(original, ticket), clock)
+        with clock.stage("export"):
+            glb = surface_to_glb(surface, ticket.name)
         return Outcome(
             glb=glb,
-            vertices=len(mesh.vertices),
-            faces=len(mesh.faces),
+            vertices=len(surface.vertices),
+            faces=len(surface.faces),
             device=model.hardware,
             model=model.identity,
             stage_seconds=clock.seconds,
@@ -284,6 +291,16 @@ class ReplicateBackend:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "[token]") if self._token else text
+
+
+def cloud_options(original: Surface, ticket: Ticket) -> AssetOptions:
+    """The job's asset options for a cloud model: one that came textured stays textured when simplified,
+    re-baked at the size of its own texture unless the job asks for another."""
+    options = ticket.params.assets
+    if not original.textured or options.texture:
+        return options
+    side = max(original.texture.shape[:2])
+    return replace(options, texture=next((size for size in TEXTURE_SIZES if size >= side), TEXTURE_SIZES[-1]))
 
 
 def _retry_wait(detail: str | None, attempt: int) -> float:

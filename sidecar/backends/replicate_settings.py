@@ -10,13 +10,14 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
+from ..assets.options import ASSET_STAGES
 from .models import ReplicateModel, load_models
 
 TOKEN_VARIABLE = "REPLICATE_API_TOKEN"
 BASE_URL_VARIABLE = "REPLICATE_BASE_URL"  # read by the client too; tests point it at a stand-in
 TOKENS_PAGE = "https://replicate.com/account/api-tokens"
 # The stages of a Replicate job, in order; an `auto` job that moves here has been through local ones first.
-STAGES = ("upload", "starting", "predict", "download", "convert")
+STAGES = ("upload", "starting", "predict", "download", "convert", *ASSET_STAGES, "export")
 DEFAULT_CONCURRENCY = 4  # predictions in flight at once
 DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds Replicate may take to answer one request
 DEFAULT_JOB_TIMEOUT = 900.0  # seconds a prediction may take, cold boot included

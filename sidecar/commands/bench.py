@@ -10,6 +10,7 @@ from pathlib import Path
 from ..benchmark import BenchRecord, run_bench
 from ..memory import format_bytes
 from ..pipeline import STAGES, GenerationParams
+from .generate import add_asset_options, asset_options
 from .options import add_model_options
 
 
@@ -29,6 +30,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dense", dest="sparse", action="store_false", help="evaluate the whole grid")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the record as JSON")
+    add_asset_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -39,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: --resolutions takes whole numbers separated by commas") from None
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731 - keeps stdout for the record
     record = run_bench(
-        args.weights, args.device, resolutions, args.precision, GenerationParams(sparse=args.sparse), progress
+        args.weights,
+        args.device,
+        resolutions,
+        args.precision,
+        GenerationParams(sparse=args.sparse),
+        asset_options(args),
+        progress,
     )
     print(render_table(record))
     if args.json:
@@ -59,7 +67,8 @@ def render_table(record: BenchRecord) -> str:
         f"model load: {record.load_seconds:.1f} s",
         "",
     ]
-    header = ["resolution", *STAGES, "total", "peak RSS", "peak device", "vertices"]
+    stages = [stage for stage in STAGES if any(stage in run.stage_seconds for run in record.runs)]
+    header = ["resolution", *stages, "total", "peak RSS", "peak device", "vertices", "faces"]
     rows = [header]
     notes = {}  # row index -> the reason a resolution has no figures, printed across the columns
     for run in record.runs:
@@ -67,7 +76,7 @@ def render_table(record: BenchRecord) -> str:
             notes[len(rows)] = f"error: {run.error}" if run.error else f"skipped: {run.skipped}"
             rows.append([str(run.resolution)])
             continue
-        times = [f"{run.stage_seconds.get(stage, 0.0):.2f} s" for stage in STAGES]
+        times = [f"{run.stage_seconds.get(stage, 0.0):.2f} s" for stage in stages]
         rows.append(
             [
                 str(run.resolution),
@@ -76,6 +85,7 @@ def render_table(record: BenchRecord) -> str:
                 format_bytes(run.peak_rss_bytes),
                 format_bytes(run.peak_device_bytes),
                 f"{run.vertices:,}",
+                f"{run.faces:,}",
             ]
         )
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]

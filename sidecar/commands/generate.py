@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..assets.options import MIN_FACES, TEXTURE_SIZES, AssetOptions
 from ..fileio import write_atomically
 from ..memory import format_bytes
 from ..pipeline import STAGES, GenerationParams, GenerationResult, generate_glb
@@ -29,6 +30,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the GLBs")
     add_model_options(parser)
     add_generation_options(parser)
+    add_asset_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -79,6 +81,79 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_asset_options(parser: argparse.ArgumentParser) -> None:
+    defaults = AssetOptions()
+    group = parser.add_argument_group(
+        "the asset", "what becomes of the surface: clean-up, faces, texture, placement"
+    )
+    group.add_argument(
+        "--no-cleanup",
+        dest="cleanup",
+        action="store_false",
+        help="keep floating pieces (by default, pieces under --min-piece of the largest one's area go)",
+    )
+    group.add_argument(
+        "--min-piece",
+        type=float,
+        default=defaults.min_piece,
+        metavar="SHARE",
+        help=f"the smallest piece kept, as a share of the largest one's area (default: {defaults.min_piece})",
+    )
+    group.add_argument(
+        "--smooth",
+        type=int,
+        default=defaults.smooth,
+        metavar="N",
+        help="rounds of volume-preserving smoothing (default: none)",
+    )
+    group.add_argument(
+        "--faces",
+        type=int,
+        default=defaults.faces,
+        metavar="N",
+        help="simplify to N triangles, keeping the shape (default: all the surface has)",
+    )
+    group.add_argument(
+        "--texture",
+        type=int,
+        default=defaults.texture,
+        choices=TEXTURE_SIZES,
+        metavar="SIZE",
+        help="bake the model's colours into a SIZE x SIZE texture: "
+        f"{', '.join(map(str, TEXTURE_SIZES))} (default: vertex colours)",
+    )
+    group.add_argument(
+        "--ground", action="store_true", help="origin at the bottom centre, so the model stands on the ground"
+    )
+    group.add_argument(
+        "--height",
+        type=float,
+        default=defaults.height,
+        metavar="METRES",
+        help="scale the model to this height (default: the model's own size, about a metre)",
+    )
+
+
+def asset_options(args: argparse.Namespace) -> AssetOptions:
+    if not 0.0 <= args.min_piece <= 1.0:
+        raise SystemExit("error: --min-piece is a share of the largest piece, from 0 to 1")
+    if args.smooth < 0:
+        raise SystemExit("error: --smooth cannot be negative")
+    if args.faces and args.faces < MIN_FACES:
+        raise SystemExit(f"error: --faces must be at least {MIN_FACES}")
+    if args.height < 0:
+        raise SystemExit("error: --height cannot be negative")
+    return AssetOptions(
+        cleanup=args.cleanup,
+        min_piece=args.min_piece,
+        smooth=args.smooth,
+        faces=args.faces,
+        texture=args.texture,
+        ground=args.ground,
+        height=args.height,
+    )
+
+
 def generation_params(args: argparse.Namespace) -> GenerationParams:
     if args.resolution < 8:
         raise SystemExit("error: --resolution must be at least 8")
@@ -99,6 +174,7 @@ def generation_params(args: argparse.Namespace) -> GenerationParams:
 
 def run(args: argparse.Namespace) -> int:
     params = generation_params(args)
+    options = asset_options(args)
     started = time.perf_counter()
     model = load_model(args.weights, args.device, precision=args.precision)
     print(f"Model loaded from {args.weights} in {time.perf_counter() - started:.1f} s")
@@ -107,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     targets = output_paths(args.images, args.out)
     for image_path, target in zip(args.images, targets, strict=True):
         try:
-            result = generate_one(model, image_path, params)
+            result = generate_one(model, image_path, params, options, target.stem)
         except TripoSRError as exc:
             failed += 1
             print(f"error: {image_path}: {exc}")
@@ -135,7 +211,9 @@ def output_paths(images: list[Path], folder: Path) -> list[Path]:
     return paths
 
 
-def generate_one(model, image_path: Path, params: GenerationParams) -> GenerationResult:
+def generate_one(
+    model, image_path: Path, params: GenerationParams, options: AssetOptions, name: str
+) -> GenerationResult:
     image = open_image(image_path)
     # A bar over the five stages; `disable=None` keeps it off when the output is not a terminal.
     with tqdm(total=len(STAGES), desc=image_path.name, unit="stage", leave=False, disable=None) as bar:
@@ -145,7 +223,7 @@ def generate_one(model, image_path: Path, params: GenerationParams) -> Generatio
             bar.set_postfix_str(stage, refresh=False)
             bar.update(done - bar.n)
 
-        return generate_glb(model, image, params, progress)
+        return generate_glb(model, image, params, progress, options, name)
 
 
 def describe_timings(result: GenerationResult) -> str:

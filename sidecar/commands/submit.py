@@ -16,7 +16,13 @@ from shared.protocol import DEFAULT_ENDPOINT
 from ..fileio import write_atomically
 from ..params import BACKENDS
 from ..pipeline import STAGES
-from .generate import add_generation_options, generation_params, output_paths
+from .generate import (
+    add_asset_options,
+    add_generation_options,
+    asset_options,
+    generation_params,
+    output_paths,
+)
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -47,11 +53,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="give up on a job when the sidecar sends nothing about it for this long (default: %(default)s)",
     )
     add_generation_options(parser)
+    add_asset_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    params = {"backend": args.backend, **asdict(generation_params(args))}
+    params = {"backend": args.backend, **asdict(generation_params(args)), **asdict(asset_options(args))}
     key = server_key(args.server_key) if args.server_key else None
     with SidecarClient(
         args.endpoint, server_public_key=key, heartbeat_timeout=args.heartbeat_timeout

@@ -27,7 +27,7 @@ import torch
 
 from .device import cpu_path
 from .errors import EmptySurfaceError
-from .mesh import FieldQuery, density_grid, grid_axis, query_in_chunks
+from .grid import FieldQuery, density_grid, grid_axis, query_in_chunks
 
 DEFAULT_COARSE_RESOLUTION = 64
 BRICK_CELLS = 16  # cells along a brick's edge: large enough that per-brick overhead stays small

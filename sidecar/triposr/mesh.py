@@ -1,9 +1,5 @@
-"""Mesh extraction: the density field on a grid, its isosurface, colours, and the turn into glTF's frame.
-
-The grid is the official one (`linspace(0, 1, res)` per axis, x slowest, scaled to the model's radius),
-built chunk by chunk from flat indices so that no `res^3 x 3` coordinate tensor ever exists: memory
-beyond the density volume itself stays bounded by the chunk size.
-"""
+"""The isosurface of a field as a mesh: found by the sparse or the dense path, in the model's units, turned
+into glTF's frame, and coloured by the field."""
 
 from __future__ import annotations
 
@@ -14,91 +10,17 @@ import numpy as np
 import torch
 
 from .device import cpu_path
+from .grid import FieldQuery, density_grid, query_in_chunks
+from .isosurface import DEFAULT_COARSE_RESOLUTION, dense_isosurface, sparse_isosurface
 from .triplane import scale_range
 
 if TYPE_CHECKING:
     import trimesh
 
-# A field maps points [N, 3] (CPU, model frame) to activated density [N] and colour in 0..1 [N, 3].
-FieldQuery = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
 # TripoSR's frame is z up with the input camera on +x, its image-right along +y. glTF is y up with
 # the front facing +z, so (X, Y, Z)_gltf = (y, z, x): a proper rotation, which keeps the winding.
 MODEL_TO_GLTF_AXES = [1, 2, 0]
-
-
-@cpu_path()
-def grid_axis(resolution: int, radius: float) -> torch.Tensor:
-    """The coordinates along one axis of the extraction grid, in the model's frame."""
-    return scale_range(torch.linspace(0.0, 1.0, resolution), (0.0, 1.0), (-radius, radius))
-
-
-@cpu_path()
-def grid_points(axis: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """The grid points with flat indices [start, stop) in C order, as [N, 3] (x, y, z)."""
-    res = axis.shape[0]
-    index = torch.arange(start, stop)
-    return torch.stack([axis[index // (res * res)], axis[(index // res) % res], axis[index % res]], 1)
-
-
-def query_in_chunks(
-    query: FieldQuery, points: torch.Tensor, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Density [N] and colour [N, 3] at points [N, 3], a bounded number of points at a time."""
-    densities, colors = [], []
-    with torch.no_grad():
-        for start in range(0, points.shape[0], chunk_size):
-            density, color = query(points[start : start + chunk_size])
-            densities.append(density.float().cpu())
-            colors.append(color.float().cpu())
-    if not densities:
-        return torch.zeros(0), torch.zeros(0, 3)
-    return torch.cat(densities), torch.cat(colors)
-
-
-def density_grid(
-    query: FieldQuery,
-    resolution: int,
-    radius: float,
-    chunk_size: int,
-    progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """Activated density on the `resolution`^3 grid, as float32 [x, y, z].
-
-    `progress` gets the fraction done after each chunk; raising from it stops the evaluation.
-    """
-    axis = grid_axis(resolution, radius)
-    total = resolution**3
-    volume = np.empty(total, dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, total, chunk_size):
-            stop = min(start + chunk_size, total)
-            density, _ = query(grid_points(axis, start, stop))
-            volume[start:stop] = density.float().cpu().numpy()
-            if progress is not None:
-                progress(stop / total)
-    return volume.reshape(resolution, resolution, resolution)
-
-
-def extract_mesh(
-    query: FieldQuery,
-    radius: float,
-    resolution: int,
-    threshold: float,
-    chunk_size: int,
-    progress: Callable[[float], None] | None = None,
-    sparse: bool = True,
-    coarse_resolution: int | None = None,
-) -> trimesh.Trimesh:
-    """The isosurface of a field, vertex-coloured, in glTF's frame (y up, front +z).
-
-    `sparse` evaluates the field only near the surface (see `sparse.py`); the dense path evaluates
-    every grid point and is the reference.
-    """
-    vertices, faces = find_surface(
-        query, radius, resolution, threshold, chunk_size, progress, sparse, coarse_resolution
-    )
-    return coloured_mesh(query, vertices, faces, resolution, radius, chunk_size)
+GLTF_TO_MODEL_AXES = [2, 0, 1]
 
 
 def find_surface(
@@ -111,34 +33,50 @@ def find_surface(
     sparse: bool = True,
     coarse_resolution: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices in grid-index units and faces of the isosurface, by the sparse or the dense path.
+    """Vertices (glTF's frame, model units, float32) and faces of the isosurface.
 
-    Faces wind counter-clockwise seen from outside (the side of lower density).
+    Faces wind counter-clockwise seen from outside (the side of lower density). `sparse` evaluates the
+    field only near the surface (see `isosurface.py`); the dense path evaluates every grid point and is
+    the reference.
     """
-    from .isosurface import DEFAULT_COARSE_RESOLUTION, dense_isosurface, sparse_isosurface
-
     if sparse:
         coarse = coarse_resolution or DEFAULT_COARSE_RESOLUTION
-        return sparse_isosurface(query, resolution, radius, threshold, chunk_size, coarse, progress)
-    return dense_isosurface(density_grid(query, resolution, radius, chunk_size, progress), threshold)
+        grid_vertices, faces = sparse_isosurface(
+            query, resolution, radius, threshold, chunk_size, coarse, progress
+        )
+    else:
+        volume = density_grid(query, resolution, radius, chunk_size, progress)
+        grid_vertices, faces = dense_isosurface(volume, threshold)
+    with cpu_path():
+        points = scale_range(
+            torch.from_numpy(grid_vertices) / (resolution - 1), (0.0, 1.0), (-radius, radius)
+        )
+    return points.numpy()[:, MODEL_TO_GLTF_AXES], faces
 
 
-def coloured_mesh(
+def field_colours(query: FieldQuery, points: np.ndarray, chunk_size: int) -> np.ndarray:
+    """The field's colour (sRGB, 0..1, float32 [N, 3]) at points [N, 3] in glTF's frame."""
+    model_points = torch.from_numpy(np.ascontiguousarray(points[:, GLTF_TO_MODEL_AXES], dtype=np.float32))
+    _, colours = query_in_chunks(query, model_points, chunk_size)
+    return colours.numpy()
+
+
+def extract_mesh(
     query: FieldQuery,
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    resolution: int,
     radius: float,
+    resolution: int,
+    threshold: float,
     chunk_size: int,
+    progress: Callable[[float], None] | None = None,
+    sparse: bool = True,
+    coarse_resolution: int | None = None,
 ) -> trimesh.Trimesh:
-    """The mesh in the model's units and glTF's frame, coloured by the field at its vertices."""
+    """The isosurface of a field in glTF's frame, its vertices coloured by the field (sRGB bytes)."""
     import trimesh
 
-    with cpu_path():
-        unit = torch.from_numpy(vertices) / (resolution - 1)
-        points = scale_range(unit, (0.0, 1.0), (-radius, radius))
-    _, colors = query_in_chunks(query, points, chunk_size)
-    rgba = np.empty((len(points), 4), dtype=np.uint8)
-    rgba[:, :3] = np.round(colors.numpy() * 255.0)
-    rgba[:, 3] = 255
-    return trimesh.Trimesh(points.numpy()[:, MODEL_TO_GLTF_AXES], faces, vertex_colors=rgba, process=False)
+    vertices, faces = find_surface(
+        query, radius, resolution, threshold, chunk_size, progress, sparse, coarse_resolution
+    )
+    rgba = np.full((len(vertices), 4), 255, dtype=np.uint8)
+    rgba[:, :3] = np.round(field_colours(query, vertices, chunk_size) * 255.0)
+    return trimesh.Trimesh(vertices, faces, vertex_colors=rgba, process=False)

@@ -16,7 +16,8 @@ from torch import nn
 from . import preprocess as preprocessing
 from .config import TripoSRConfig
 from .device import cpu_path
-from .mesh import FieldQuery, extract_mesh, query_in_chunks
+from .grid import FieldQuery, query_in_chunks
+from .mesh import extract_mesh
 from .transformer import Transformer1D
 from .triplane import NeRFMLP, Triplane1DTokenizer, TriplaneField, TriplaneUpsampleNetwork
 from .vit import DINOImageTokenizer

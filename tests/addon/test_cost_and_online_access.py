@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from triposr_addon.batch import Batch, BatchItem
 from triposr_addon.session import OFFLINE, Session
-from triposr_addon.tracker import Job, JobState
+from triposr_addon.tracker import STAGES, Job, JobState
 
 
 class Sidecar:
@@ -55,7 +55,11 @@ def test_the_panel_shows_what_a_job_and_a_batch_cost_and_why_a_job_moved():
         "Cost $0.039",
     ]
     assert Job("j2", "cup", result={"from_store": True, "cost": 0.0}).summary() == ["from the store"]
-    assert Job("j3", "pot", stage="predict", fraction=0.5).overall == pytest.approx(0.05 + 0.35 + 0.45 * 0.5)
+    on_replicate = Job("j3", "pot", params={"backend": "replicate"}, stage="predict", fraction=0.5)
+    plan = ["upload", "starting", "predict", "download", "convert", "cleanup", "export"]
+    assert on_replicate.plan() == plan
+    done = STAGES["upload"][1] + STAGES["starting"][1] + STAGES["predict"][1] / 2
+    assert on_replicate.overall == pytest.approx(done / sum(STAGES[stage][1] for stage in plan))
 
     session = Session(make_client=Sidecar)
     session.batch = Batch("shelf", [BatchItem("a.png", "a", job="j1"), BatchItem("b.png", "b", job="j2")])

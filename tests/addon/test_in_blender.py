@@ -10,7 +10,9 @@ import numpy as np
 import trimesh
 from addon_helpers import SIDECAR_PYTHON, TINY, make_images
 
-from sidecar.glb import mesh_to_glb
+from sidecar.assets.colour import srgb_to_linear
+from sidecar.assets.surface import Surface
+from sidecar.glb import surface_to_glb
 
 TOKEN = "r8_TripoSRTestTokenThatMustNeverBeSaved"
 MATERIAL = "TripoSR Vertex Colour"
@@ -121,9 +123,11 @@ def test_batches_of_images_and_of_glbs(blender, addon_zip, running_sidecar, tmp_
     parented = tmp_path / "parented"
     parented.mkdir()
     sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
-    sphere.visual.vertex_colors = [200, 120, 40, 255]
-    (parented / "lifted.glb").write_bytes(with_parent_empty(mesh_to_glb(sphere), [0.0, 1.0, 0.0]))
-    (parented / "wide.glb").write_bytes(mesh_to_glb(sphere.apply_scale(6.0)))  # wider than a grid cell
+    colours = np.tile(srgb_to_linear(np.array([200, 120, 40]) / 255), (len(sphere.vertices), 1))
+    glb = surface_to_glb(Surface(sphere.vertices, sphere.faces, colours.astype(np.float32)))
+    (parented / "lifted.glb").write_bytes(with_parent_empty(glb, [0.0, 1.0, 0.0]))
+    wide = Surface(sphere.vertices * 6.0, sphere.faces, colours.astype(np.float32))  # wider than a grid cell
+    (parented / "wide.glb").write_bytes(surface_to_glb(wide))
     report = run_script(
         blender,
         "addon_batch.py",
@@ -208,10 +212,9 @@ def test_the_sidecar_killed_restarted_and_stopped(blender, addon_zip, running_si
 
 def big_glb(path: Path) -> Path:
     """A GLB of about 20 MB, shaped as the sidecar writes them: a sphere with linear vertex colours."""
-    sphere = trimesh.creation.uv_sphere(radius=0.8, count=[408, 408])
-    colours = np.random.default_rng(0).integers(0, 256, (len(sphere.vertices), 4), dtype=np.uint8)
-    sphere.visual.vertex_colors = colours
-    path.write_bytes(mesh_to_glb(sphere))
+    sphere = trimesh.creation.uv_sphere(radius=0.8, count=[424, 424])
+    colours = np.random.default_rng(0).random((len(sphere.vertices), 3), dtype=np.float32)
+    path.write_bytes(surface_to_glb(Surface(sphere.vertices, sphere.faces, colours)))
     return path
 
 

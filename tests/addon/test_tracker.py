@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from triposr_addon.tracker import Job, JobState, JobTracker
+import pytest
+from triposr_addon.tracker import STAGES, Job, JobState, JobTracker
 
 from shared.client import Event
 
@@ -21,7 +22,12 @@ def test_a_job_runs_from_sent_to_ready_and_shows_its_progress():
     tracker.apply(event("progress", "j1", stage="density", fraction=0.5))
     assert job.state is JobState.RUNNING
     assert job.progress_text() == "Sampling the shape 50%"
-    assert 0.1 + 0.3 - 1e-9 <= job.overall <= 0.4 + 1e-9  # two small stages done, half of density
+    # two small stages done and half of density, of a default job's stages (vertex colours, clean-up)
+    plan = ["preprocess", "encode", "density", "cleanup", "colour", "export"]
+    assert job.plan() == plan
+    total = sum(STAGES[stage][1] for stage in plan)
+    done = STAGES["preprocess"][1] + STAGES["encode"][1] + STAGES["density"][1] / 2
+    assert job.overall == pytest.approx(done / total)
     tracker.apply(
         event("result", "j1", path="/x.glb", vertices=1200, faces=2400, device="cpu", backend="local")
     )

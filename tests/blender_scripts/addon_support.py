@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import bpy
 
 PACKAGE = "bl_ext.user_default.triposr"
-PANELS = ("TRIPOSR_PT_main", "TRIPOSR_PT_sidecar", "TRIPOSR_PT_batch", "TRIPOSR_PT_results")
 
 
 def config() -> dict:
@@ -61,6 +60,11 @@ def tick_for(seconds: float) -> None:
     tick_until(lambda: time.monotonic() > deadline, timeout=seconds + 5)
 
 
+def panels() -> list:
+    """Every panel the add-on registers."""
+    return [cls for cls in sys.modules[PACKAGE].classes if issubclass(cls, bpy.types.Panel)]
+
+
 def draw_panels(state: str, drawn: dict) -> None:
     """Draw every panel with a real UILayout; record Blender's complaints (a missing property, say).
 
@@ -68,9 +72,8 @@ def draw_panels(state: str, drawn: dict) -> None:
     gives it. Ending the popup would open it, which crashes without a display, so it is left open.
     """
     with captured_output() as output:
-        for name in PANELS:
-            panel = getattr(bpy.types, name)
-            menu = bpy.context.window_manager.popmenu_begin__internal(name, icon="NONE")
+        for panel in panels():
+            menu = bpy.context.window_manager.popmenu_begin__internal(panel.__name__, icon="NONE")
             stand_in = SimpleNamespace(layout=menu.layout)
             if hasattr(panel, "draw_header"):
                 panel.draw_header(stand_in, bpy.context)

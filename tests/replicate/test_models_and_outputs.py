@@ -12,8 +12,9 @@ import pytest
 import trimesh
 from meshes import OURS, native_mesh, turned
 
+from sidecar.assets.colour import srgb_to_linear
 from sidecar.backends.models import ModelConfigError, load_models
-from sidecar.backends.outputs import find_mesh, mesh_type, read_mesh
+from sidecar.backends.outputs import find_mesh, mesh_type, read_surface
 from sidecar.jobs import JobFailed
 from sidecar.pipeline import GenerationParams
 
@@ -85,12 +86,23 @@ def test_the_mesh_is_found_where_the_model_puts_it():
 def test_an_obj_with_vertex_colours_is_read_and_what_is_not_a_mesh_is_refused():
     mesh = turned(native_mesh(), OURS)
     obj = trimesh.exchange.obj.export_obj(mesh, include_color=True).encode()
-    read = read_mesh(obj, "https://r.example/out.obj?sig=1", "m")
+    read = read_surface(obj, "https://r.example/out.obj?sig=1", "m", np.eye(3))
     np.testing.assert_allclose(read.vertices, mesh.vertices, atol=1e-6)
-    assert (read.visual.vertex_colors == mesh.visual.vertex_colors).all()
+    np.testing.assert_allclose(
+        read.colours, srgb_to_linear(mesh.visual.vertex_colors[:, :3] / 255), atol=1e-6
+    )
     assert mesh_type("data:model/gltf-binary;base64,Z2xURg==") == "glb"
     with pytest.raises(JobFailed) as refused:
-        read_mesh(b"\x00\x00\x00 ftypmp42", "https://r.example/out.mp4", "m")
+        read_surface(b"\x00\x00\x00 ftypmp42", "https://r.example/out.mp4", "m", np.eye(3))
     assert "returned https://r.example/out.mp4, which is not a mesh format" in str(refused.value)
     with pytest.raises(JobFailed, match="The GLB m returned cannot be read"):
-        read_mesh(b"glTF" + bytes(20), "https://r.example/out.glb", "m")
+        read_surface(b"glTF" + bytes(20), "https://r.example/out.glb", "m", np.eye(3))
+
+
+def test_a_mirroring_frame_keeps_the_faces_facing_out():
+    mesh = turned(native_mesh(), OURS)
+    mirror = np.diag([1.0, 1.0, -1.0])
+    read = read_surface(mesh.export(file_type="glb"), "https://r.example/out.glb", "m", mirror)
+    mirrored = trimesh.Trimesh(read.vertices, read.faces, process=False)
+    np.testing.assert_allclose(read.vertices, mesh.vertices * [1, 1, -1], atol=1e-6)
+    assert mirrored.volume > 0

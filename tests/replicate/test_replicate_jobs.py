@@ -7,7 +7,9 @@ import time
 import numpy as np
 import pytest
 from fake_replicate import TOKEN
-from meshes import as_tripo_sr_on_replicate, assert_in_our_frame, read_glb, textured_glb
+from glb_reader import read_glb
+from gltf_validator import assert_valid
+from meshes import as_tripo_sr_on_replicate, assert_in_our_frame, textured_ball_glb, textured_glb
 from service_harness import EventLog, run_job, unique_png
 
 from sidecar.backends import replicate_settings
@@ -15,6 +17,8 @@ from sidecar.backends.models import DEFAULT_PRICE_PER_SECOND, TRELLIS_VERSION, T
 from sidecar.pipeline import STAGES
 
 ON_REPLICATE = {"backend": "replicate"}
+# What a Replicate job with the default parameters goes through: its vertex colours are kept.
+CLOUD_STAGES = ["upload", "starting", "predict", "download", "convert", "cleanup", "export"]
 
 
 @pytest.fixture
@@ -36,13 +40,15 @@ def error_of(events) -> dict:
 def test_hello_offers_replicate_its_models_and_its_stages(client):
     hello = client.hello()
     assert hello["backends"] == ["local", "replicate"]
-    assert hello["stages"] == [*STAGES, *replicate_settings.STAGES]
+    assert hello["stages"] == list(dict.fromkeys([*STAGES, *replicate_settings.STAGES]))
     offered = hello["replicate"]
     assert offered["available"] and offered["problem"] is None and offered["concurrency"] == 4
     assert offered["models"] == ["tripo-sr", "trellis", "hunyuan3d-2", "hunyuan-official"]
 
 
-def test_a_job_uploads_the_image_follows_the_prediction_and_returns_its_cost(client, tripo_sr, image):
+def test_a_job_uploads_the_image_follows_the_prediction_and_returns_its_cost(
+    client, tripo_sr, image, tmp_path
+):
     picture = unique_png(image)
     events = run_job(client, picture, ON_REPLICATE)
     result = events[-1]
@@ -54,16 +60,17 @@ def test_a_job_uploads_the_image_follows_the_prediction_and_returns_its_cost(cli
     assert header["cost"] == pytest.approx(28.0 * DEFAULT_PRICE_PER_SECOND)  # about $0.04
     (prediction_id,) = tripo_sr.predictions
     assert header["prediction"] == prediction_id
-    assert set(header["stage_seconds"]) == set(replicate_settings.STAGES)
+    assert set(header["stage_seconds"]) == set(CLOUD_STAGES)
     assert header["glb_bytes"] == len(result.payload) and header["vertices"] == 8
+    assert_valid(result.payload, folder=tmp_path)
 
     # Progress follows the prediction: upload, Replicate starting the model, the model at work, the file.
     progress = [
         (event.header["stage"], event.header["fraction"]) for event in events if event.type == "progress"
     ]
     stages = [stage for stage, _ in progress if stage != "queued"]
-    assert list(dict.fromkeys(stages)) == list(replicate_settings.STAGES)
-    order = ["queued", *replicate_settings.STAGES]
+    assert list(dict.fromkeys(stages)) == CLOUD_STAGES
+    order = ["queued", *CLOUD_STAGES]
     assert progress == sorted(progress, key=lambda step: (order.index(step[0]), step[1]))
     assert max(fraction for stage, fraction in progress if stage == "predict" and fraction < 1.0) > 0.0
 
@@ -189,7 +196,7 @@ def test_a_batch_of_six_runs_four_predictions_at_a_time(client, tripo_sr, image)
     assert 1 < tripo_sr.peak_in_flight <= 4
 
 
-def test_trellis_returns_a_dict_with_a_textured_glb_that_becomes_vertex_colours(client, fake, image):
+def test_trellis_returns_a_dict_with_a_textured_glb_that_stays_textured(client, fake, image, tmp_path):
     fake.behaviour.mesh = textured_glb()
     fake.behaviour.output = {"no_background_images": None, "color_video": None, "model_file": "{mesh}"}
     result = replicate_job(client, image, replicate_model="trellis")[-1]
@@ -199,10 +206,35 @@ def test_trellis_returns_a_dict_with_a_textured_glb_that_becomes_vertex_colours(
     inputs = created["body"]["input"]
     assert created["body"]["version"] == TRELLIS_VERSION
     assert inputs["images"] == [inputs["images"][0]] and inputs["generate_model"] is True
-    mesh = read_glb(result.payload)
-    up = mesh.vertices[:, 1] > mesh.vertices[:, 1].mean()
-    colours = mesh.visual.vertex_colors[:, :3]
-    assert (colours[up] == [255, 0, 0]).all() and (colours[~up] == [0, 0, 255]).all()
+    glb = read_glb(result.payload)
+    vertices, uv, texture = glb.attribute("POSITION"), glb.attribute("TEXCOORD_0"), glb.texture
+    assert glb.attribute("COLOR_0") is None and texture.shape == (4, 4, 3), "the texture came through"
+    (material,) = glb.tree["materials"]
+    assert material["pbrMetallicRoughness"]["baseColorTexture"] == {"index": 0}
+    up = vertices[:, 1] > vertices[:, 1].mean()
+    texels = texture[(uv[:, 1] * 4).astype(int), (uv[:, 0] * 4).astype(int)]
+    assert (texels[up] == [255, 0, 0]).all() and (texels[~up] == [0, 0, 255]).all()
+    assert_valid(result.payload, folder=tmp_path)
+
+
+def test_a_textured_cloud_model_is_simplified_rebaked_and_grounded_as_asked(client, fake, image, tmp_path):
+    fake.behaviour.mesh = textured_ball_glb()
+    fake.behaviour.output = {"model_file": "{mesh}"}
+    result = replicate_job(client, image, replicate_model="trellis", faces=400, ground=True)[-1]
+    assert result.type == "result", result.header
+    assert {"decimate", "unwrap", "bake", "place"} <= set(result.header["stage_seconds"])
+    glb = read_glb(result.payload)
+    vertices, uv, texture = glb.attribute("POSITION"), glb.attribute("TEXCOORD_0"), glb.texture
+    assert abs(len(glb.faces) - 400) <= 8 and result.header["faces"] == len(glb.faces)
+    assert texture.shape == (512, 512, 3), "re-baked at the smallest size that holds its 64 x 64 texture"
+    low, high = vertices.min(0), vertices.max(0)
+    np.testing.assert_allclose([low[1], (low[0] + high[0]) / 2, (low[2] + high[2]) / 2], 0.0, atol=1e-6)
+    # the original's look, sampled through its mesh: red above, blue below (away from the equator)
+    height = vertices[:, 1] / high[1]
+    texels = texture[(uv[:, 1] * 512).astype(int), (uv[:, 0] * 512).astype(int)].astype(int)
+    assert (np.abs(texels[height > 0.7] - [255, 0, 0]) <= 2).all()
+    assert (np.abs(texels[height < 0.3] - [0, 0, 255]) <= 2).all()
+    assert_valid(result.payload, folder=tmp_path)
 
 
 def test_a_model_from_the_models_file_runs_as_configured(client, fake, image):
@@ -217,7 +249,7 @@ def test_a_model_from_the_models_file_runs_as_configured(client, fake, image):
     assert inputs == {"image": inputs["image"], "remove_background": False, "octree_resolution": 256}
     assert result.header["device"] == "Nvidia H100"
     assert result.header["cost"] == pytest.approx(28.0 * 0.002)
-    assert np.ptp(read_glb(result.payload).vertices, axis=0).max() > 0.5
+    assert np.ptp(read_glb(result.payload).attribute("POSITION"), axis=0).max() > 0.5
 
 
 def test_an_unknown_replicate_model_is_refused_at_the_door(client, fake, image):

@@ -1,0 +1,1 @@
+"""From surface to asset: clean-up, simplification, UV atlas, bake and placement, for every backend."""
