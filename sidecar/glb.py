@@ -13,6 +13,7 @@ import struct
 
 import numpy as np
 from PIL import Image
+from scipy.sparse import csc_matrix
 
 from . import __version__
 from .assets.surface import Surface
@@ -40,7 +41,9 @@ def surface_to_glb(surface: Surface, name: str = DEFAULT_MODEL_NAME) -> bytes:
     vertices = surface.vertices.astype(np.float32)
     attributes = {
         "POSITION": writer.accessor(vertices, "VEC3", ARRAY_BUFFER, bounds=True),
-        "NORMAL": writer.accessor(vertex_normals(vertices, surface.faces), "VEC3", ARRAY_BUFFER),
+        "NORMAL": writer.accessor(
+            vertex_normals(vertices, surface.faces, weld=surface.textured), "VEC3", ARRAY_BUFFER
+        ),
     }
     primitive: dict = {"attributes": attributes, "mode": 4}
     if surface.colours is not None:
@@ -90,22 +93,32 @@ def surface_to_glb(surface: Surface, name: str = DEFAULT_MODEL_NAME) -> bytes:
     return _glb(tree, writer.chunks)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit normals at the vertices: their faces' normals weighted by area. Copies of one point (a UV seam
-    splits vertices) share the normal of all their faces, so no crease shows; a point in no face points up."""
-    # one key per position: the 12 bytes of its float32 coordinates (far quicker than unique rows)
-    keys = np.ascontiguousarray(vertices, dtype=np.float32).view(np.dtype((np.void, 12))).reshape(-1)
-    _, point, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    corners = vertices.astype(np.float64)[faces]
-    weighted = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # length: 2 x area
-    owners = inverse[faces].reshape(-1)
-    normals = np.stack(
-        [np.bincount(owners, np.repeat(weighted[:, axis], 3), len(point)) for axis in range(3)], 1
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray, weld: bool = False) -> np.ndarray:
+    """Unit normals at the vertices: their faces' normals weighted by area; a vertex in no face points up.
+
+    `weld`: copies of one point (a UV seam splits vertices) share the normal of all their faces, so that no
+    crease shows along the seam.
+    """
+    if weld:  # one key per position: the 12 bytes of its float32 coordinates (far quicker than unique rows)
+        keys = np.ascontiguousarray(vertices, dtype=np.float32).view(np.dtype((np.void, 12))).reshape(-1)
+        _, point, owner = np.unique(keys, return_index=True, return_inverse=True)
+        owners, count = owner.reshape(-1)[faces], len(point)
+    else:
+        owners, count = faces, len(vertices)
+    first = vertices[faces[:, 0]]
+    weighted = np.cross(
+        vertices[faces[:, 1]] - first, vertices[faces[:, 2]] - first
+    )  # length: twice the area
+    # each face's column holds its three corners: the product adds every face's normal to its corners
+    incidence = csc_matrix(
+        (np.ones(faces.size, dtype=np.float32), owners.reshape(-1), np.arange(0, faces.size + 1, 3)),
+        shape=(count, len(faces)),
     )
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = incidence @ weighted
+    length = np.sqrt(np.einsum("ij,ij->i", normals, normals))[:, None]
     normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
     normals[length[:, 0] == 0] = (0.0, 1.0, 0.0)
-    return normals[inverse].astype(np.float32)
+    return normals[owner.reshape(-1)] if weld else normals
 
 
 def png(texture: np.ndarray) -> bytes:
@@ -118,12 +131,12 @@ class _BufferWriter:
     """Lays out the binary chunk: each buffer view 4-byte aligned, with the accessors that read it."""
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
         self.length = 0
         self.views: list[dict] = []
         self.accessors: list[dict] = []
 
-    def view(self, data: bytes, target: int | None = None) -> int:
+    def view(self, data: bytes | memoryview, target: int | None = None) -> int:
         self.chunks.append(b"\0" * (-self.length % 4))
         self.length += -self.length % 4
         view = {"buffer": 0, "byteOffset": self.length, "byteLength": len(data)}
@@ -139,26 +152,35 @@ class _BufferWriter:
     ) -> int:
         values = np.ascontiguousarray(values)
         accessor = {
-            "bufferView": self.view(values.tobytes(), target),
+            "bufferView": self.view(memoryview(values).cast("B"), target),
             "componentType": COMPONENT_TYPES[values.dtype],
             "count": len(values),
             "type": kind,
         }
         if normalized:
             accessor["normalized"] = True
-        if bounds:
-            accessor["min"] = values.min(0).tolist()
-            accessor["max"] = values.max(0).tolist()
+        if bounds:  # per component, reduced along contiguous rows: many times quicker than down columns
+            components = np.ascontiguousarray(values.T)
+            accessor["min"] = components.min(1).tolist()
+            accessor["max"] = components.max(1).tolist()
         self.accessors.append(accessor)
         return len(self.accessors) - 1
 
 
-def _glb(tree: dict, chunks: list[bytes]) -> bytes:
+def _glb(tree: dict, chunks: list[bytes | memoryview]) -> bytes:
     text = json.dumps(tree, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 4)
-    binary = b"".join(chunks)
-    binary += b"\0" * (-len(binary) % 4)
-    body = (
-        struct.pack("<II", len(text), JSON_CHUNK) + text + struct.pack("<II", len(binary), BIN_CHUNK) + binary
+    binary_length = sum(chunk.nbytes if isinstance(chunk, memoryview) else len(chunk) for chunk in chunks)
+    padding = b"\0" * (-binary_length % 4)
+    binary_length += len(padding)
+    total = 12 + 8 + len(text) + 8 + binary_length
+    return b"".join(
+        [
+            struct.pack("<III", GLB_MAGIC, 2, total),
+            struct.pack("<II", len(text), JSON_CHUNK),
+            text,
+            struct.pack("<II", binary_length, BIN_CHUNK),
+            *chunks,
+            padding,
+        ]
     )
-    return struct.pack("<III", GLB_MAGIC, 2, 12 + len(body)) + body

@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import trimesh
+from glb_reader import read_glb
+from gltf_validator import assert_valid
 from service_harness import DEFAULT_STAGES
 
 
@@ -35,6 +38,26 @@ def test_generate_writes_one_glb_per_image_and_reports_times(tmp_path, tiny_weig
     for stage in [*DEFAULT_STAGES, "total"]:
         assert f"{stage} " in done.stdout
     assert "peak memory" in done.stdout
+
+
+def test_generate_makes_a_textured_simplified_grounded_model_that_passes_the_validator(
+    tmp_path, tiny_weights
+):
+    out = tmp_path / "out"
+    done = sidecar(
+        "generate", str(tiny_weights / "input.png"), "--out", str(out), "--weights", str(tiny_weights),
+        "--device", "cpu", "--resolution", "40", "--faces", "2000", "--texture", "512", "--ground",
+        "--height", "0.3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for stage in ("decimate", "unwrap", "bake", "place"):
+        assert f"{stage} " in done.stdout
+    glb = read_glb((out / "input.glb").read_bytes())
+    assert abs(len(glb.faces) - 2000) <= 40 and glb.texture.shape == (512, 512, 3)
+    assert glb.tree["materials"][0]["name"] == "input"
+    vertices = glb.attribute("POSITION")
+    np.testing.assert_allclose([vertices[:, 1].min(), np.ptp(vertices[:, 1])], [0.0, 0.3], atol=1e-6)
+    assert_valid((out / "input.glb").read_bytes(), folder=tmp_path)
 
 
 def test_doctor_lists_versions_devices_and_weights(tiny_weights):

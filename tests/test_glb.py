@@ -60,7 +60,7 @@ def test_copies_of_a_vertex_split_at_a_uv_seam_share_one_normal(ball):
     faces = ball.faces.copy()
     side = np.flatnonzero((faces == 0).any(1))[:2]  # two of vertex 0's faces move to its copy
     faces[side] = np.where(faces[side] == 0, len(ball.vertices), faces[side])
-    normals = vertex_normals(vertices.astype(np.float32), faces)
+    normals = vertex_normals(vertices.astype(np.float32), faces, weld=True)
     np.testing.assert_allclose(normals[0], normals[-1])
     np.testing.assert_allclose(
         normals[0], vertex_normals(ball.vertices.astype(np.float32), ball.faces)[0], atol=1e-6
