@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 from PIL import Image, ImageDraw
@@ -24,9 +25,11 @@ from .assets.options import AssetOptions
 from .memory import format_bytes
 from .pipeline import GenerationParams, generate_glb
 from .triposr.config import OFFICIAL_CONFIG, load_config
-from .triposr.device import device_name, select_device, usable_devices
+from .triposr.device import device_name, resolve_precision, select_device, usable_devices
 from .triposr.errors import TripoSRError, WeightsUnavailable
 from .triposr.loading import load_model
+from .triposr.mesh import find_surface
+from .triposr.model import DEFAULT_THRESHOLD
 from .triposr.op_audit import OpRecorder
 from .triposr.preprocess import prepare_image
 from .triposr.random_weights import random_model
@@ -34,6 +37,8 @@ from .triposr.weights import cached_weights, is_local, local_weights
 
 # A resolution is skipped when its memory, projected from the one before, exceeds this share of the RAM.
 MEMORY_SHARE = 0.9
+# The resolution at which half precision's surface is compared with float32's.
+SHIFT_RESOLUTION = 128
 
 
 @dataclass
@@ -63,6 +68,9 @@ class BenchRecord:
     load_seconds: float
     runs: list[ResolutionRun] = field(default_factory=list)
     mps_fallbacks: dict[str, int] = field(default_factory=dict)
+    # In half precision, what it costs: the mean distance from its surface to float32's (both ways), as a
+    # share of the surface's bounding-box diagonal, at SHIFT_RESOLUTION.
+    surface_shift_vs_float32: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -89,39 +97,64 @@ def run_bench(
     params = params or GenerationParams()
     options = options or AssetOptions()
     target = select_device(device)
+    precision = resolve_precision(target, precision)
     image = bench_image()
     with tempfile.TemporaryDirectory(prefix="triposr-bench-") as scratch:
         source, random = _weights_to_measure(weights, Path(scratch), log)
         started = time.perf_counter()
         model = load_model(source, str(target), precision=precision)
         load_seconds = time.perf_counter() - started
-    record = BenchRecord(
-        sidecar_version=__version__,
-        python=platform.python_version(),
-        torch=torch.__version__,
-        platform=f"{platform.system()} {platform.release()} {platform.machine()}",
-        usable_devices=[device_name(torch.device(name)) for name in usable_devices()],
-        device=device_name(target),
-        precision=precision,
-        weights="seeded random weights of the full-size network" if random else weights,
-        random_weights=random,
-        load_seconds=load_seconds,
-    )
-    log(f"model loaded in {load_seconds:.1f} s on {record.device}")
-    baseline = psutil.Process().memory_info().rss
-    previous: ResolutionRun | None = None
-    # Counting MPS fallbacks costs a Python call per op: only where there is something to count.
-    recorder = OpRecorder() if target.type == "mps" else nullcontext()
-    with recorder:
-        for resolution in resolutions:
-            log(f"resolution {resolution}...")
-            run = _beyond_memory(previous, resolution, baseline, params.sparse)
-            run = run or _measure(model, image, params, options, resolution)
-            record.runs.append(run)
-            previous = previous if run.error or run.skipped else run
-    if isinstance(recorder, OpRecorder):
-        record.mps_fallbacks = dict(recorder.audit.mps_fallbacks)
+        record = BenchRecord(
+            sidecar_version=__version__,
+            python=platform.python_version(),
+            torch=torch.__version__,
+            platform=f"{platform.system()} {platform.release()} {platform.machine()}",
+            usable_devices=[device_name(torch.device(name)) for name in usable_devices()],
+            device=device_name(target),
+            precision=precision,
+            weights="seeded random weights of the full-size network" if random else weights,
+            random_weights=random,
+            load_seconds=load_seconds,
+        )
+        log(f"model loaded in {load_seconds:.1f} s on {record.device} ({precision})")
+        baseline = psutil.Process().memory_info().rss
+        previous: ResolutionRun | None = None
+        # Counting MPS fallbacks costs a Python call per op: only where there is something to count.
+        recorder = OpRecorder() if target.type == "mps" else nullcontext()
+        with recorder:
+            for resolution in resolutions:
+                log(f"resolution {resolution}...")
+                run = _beyond_memory(previous, resolution, baseline, params.sparse)
+                run = run or _measure(model, image, params, options, resolution)
+                record.runs.append(run)
+                previous = previous if run.error or run.skipped else run
+        if isinstance(recorder, OpRecorder):
+            record.mps_fallbacks = dict(recorder.audit.mps_fallbacks)
+        if precision != "float32":
+            log(f"the surface in {precision} against float32, at {SHIFT_RESOLUTION}...")
+            half = _surface(model, image)
+            del model  # one copy of the weights at a time
+            full = _surface(load_model(source, str(target), precision="float32"), image)
+            record.surface_shift_vs_float32 = surface_shift(half, full)
     return record
+
+
+def _surface(model, image: Image.Image) -> np.ndarray:
+    scene_code = model.encode(model.preprocess(image))[0]
+    query = model.field_query(scene_code)
+    vertices, _ = find_surface(query, model.radius, SHIFT_RESOLUTION, DEFAULT_THRESHOLD, model.chunk_size)
+    return vertices
+
+
+def surface_shift(vertices: np.ndarray, reference: np.ndarray) -> float:
+    """The mean distance between two surfaces' vertices, each to the other's nearest, over the reference's
+    bounding-box diagonal."""
+    from scipy.spatial import cKDTree
+
+    there = cKDTree(reference).query(vertices)[0]
+    back = cKDTree(vertices).query(reference)[0]
+    diagonal = float(np.linalg.norm(np.ptp(reference, axis=0)))
+    return float((there.mean() + back.mean()) / 2 / diagonal)
 
 
 def _beyond_memory(

@@ -23,12 +23,13 @@ NO_REPLICATE = ("backend_unavailable", "This sidecar cannot run jobs on Replicat
 # Bounds of the numeric parameters.
 INTEGER_RANGES = {
     "resolution": (8, 1024),
-    "chunk_size": (1024, 1 << 22),
+    "chunk_size": (0, 1 << 22),
     "coarse_resolution": (2, 1024),
     "smooth": (0, 100),
     "faces": (0, 10_000_000),
     "texture": (0, max(TEXTURE_SIZES)),
 }
+MIN_CHUNK_SIZE = 1024
 NUMBER_RANGES = {"min_piece": (0.0, 1.0), "height": (0.0, 1000.0)}
 # Parameters that change how a job runs but not the model it makes.
 RUN_ONLY_PARAMS = ("chunk_size",)
@@ -115,6 +116,12 @@ def parse_params(
         sizes = ", ".join(map(str, TEXTURE_SIZES))
         raise ProtocolError(
             "bad_parameter", f'"texture" must be 0 (vertex colours) or one of {sizes}, not {assets.texture}.'
+        )
+    if 0 < generation.chunk_size < MIN_CHUNK_SIZE:
+        raise ProtocolError(
+            "bad_parameter",
+            f'"chunk_size" must be 0 (what the device evaluates best) or at least {MIN_CHUNK_SIZE}, '
+            f"not {generation.chunk_size}.",
         )
     if 0 < assets.faces < MIN_FACES:
         raise ProtocolError(

@@ -22,7 +22,7 @@ from .triposr.device import device_name
 from .triposr.grid import FieldQuery
 from .triposr.isosurface import DEFAULT_COARSE_RESOLUTION
 from .triposr.mesh import field_colours, find_surface
-from .triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
+from .triposr.model import DEFAULT_THRESHOLD
 
 # The stages of a job, in order, as progress reports and timings name them: "density" evaluates the field
 # and extracts the isosurface; the asset stages that follow run only when the job asks for them.
@@ -34,7 +34,7 @@ class GenerationParams:
     resolution: int = 256
     foreground_ratio: float = 0.85
     remove_background: bool = True
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int = 0  # points evaluated at once; 0: what the device evaluates best
     threshold: float = DEFAULT_THRESHOLD
     sparse: bool = True  # evaluate only near the surface; False evaluates the whole grid
     coarse_resolution: int = DEFAULT_COARSE_RESOLUTION  # the sparse path's coarse grid, points per axis
@@ -73,25 +73,24 @@ def generate_glb(
     name: str = DEFAULT_MODEL_NAME,
 ) -> GenerationResult:
     clock = StageClock(progress)
+    chunk_size = params.chunk_size or model.chunk_size
     with PeakMemory(model.device) as memory:
         with clock.stage("preprocess"):
             pixels = model.preprocess(image, params.foreground_ratio, params.remove_background)
         with clock.stage("encode"):
-            query = model.field_query(model.encode(pixels)[0])
+            query = model.field_query(model.encode(pixels, clock.reporter("encode"))[0])
         with clock.stage("density"):
             vertices, faces = find_surface(
                 query,
                 model.radius,
                 params.resolution,
                 params.threshold,
-                params.chunk_size,
+                chunk_size,
                 progress=clock.reporter("density"),
                 sparse=params.sparse,
                 coarse_resolution=params.coarse_resolution,
             )
-        surface = finish(
-            Surface(vertices, faces), field_colour_source(query, params.chunk_size), options, clock
-        )
+        surface = finish(Surface(vertices, faces), field_colour_source(query, chunk_size), options, clock)
         with clock.stage("export"):
             glb = surface_to_glb(surface, name)
     return GenerationResult(

@@ -7,8 +7,8 @@ import pytest
 import torch
 from fields import RADIUS, THRESHOLD, ellipsoid_field
 from scipy.spatial import cKDTree
-from skimage.measure import marching_cubes
 
+from sidecar.triposr import isosurface
 from sidecar.triposr.errors import EmptySurfaceError
 from sidecar.triposr.grid import density_grid
 from sidecar.triposr.isosurface import dense_isosurface, sparse_isosurface
@@ -68,14 +68,33 @@ def test_a_surface_through_most_bricks_is_extracted_on_the_dense_grid(tiny_model
     assert counting.points == coarse_points + 64**3
 
 
-def test_brick_marching_matches_marching_the_whole_grid():
+def official_mesh(volume: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The classic table on the whole grid, as the official code's torchmcubes runs it: PyMCubes, an
+    independent implementation of the same table, on the grid turned into Bourke's axes (our 2, 0, 1)."""
+    import mcubes
+
+    vertices, faces = mcubes.marching_cubes(volume.transpose(2, 0, 1), threshold)
+    return vertices[:, [1, 2, 0]], faces.astype(np.int64)
+
+
+def test_the_dense_mesh_is_the_official_one_whether_marched_whole_or_in_slabs(monkeypatch):
     volume = density_grid(ellipsoid_field, 96, RADIUS, 50_000)
-    whole, faces, _, _ = marching_cubes(volume, THRESHOLD, gradient_direction="ascent")
-    assert_same_mesh((whole, faces), dense_isosurface(volume, THRESHOLD), 96)
+    official = official_mesh(volume, THRESHOLD)
+    assert_same_mesh(official, dense_isosurface(volume, THRESHOLD), 96)
+    monkeypatch.setattr(isosurface, "DENSE_BLOCK_POINTS", 20 * 96**2)  # slabs of 19 cells
+    assert_same_mesh(official, dense_isosurface(volume, THRESHOLD), 96)
 
 
-def test_a_blob_between_coarse_points_is_missed_and_a_finer_coarse_grid_finds_it():
-    """The documented assumption: a piece of surface must cut an edge of the coarse grid."""
+def test_the_mesh_of_the_golden_volume_is_the_official_one(golden):
+    """The official code marches `mc_level` (density - 25) at 0 with the classic table."""
+    level = golden["mc_level"]
+    official = official_mesh(level, 0.0)
+    assert (len(official[0]), len(official[1])) == (20706, 41034)
+    assert_same_mesh(official, dense_isosurface(level, 0.0), 32)
+
+
+def test_a_blob_no_coarse_point_comes_near_is_missed_and_a_finer_coarse_grid_finds_it():
+    """The documented limit: a piece is found only if some coarse cell around it comes within the margin."""
 
     def two_blobs(points: torch.Tensor):
         big = torch.exp(-((points - torch.tensor([-0.3, 0.0, 0.0])) ** 2).sum(1) / 0.05)
@@ -87,6 +106,33 @@ def test_a_blob_between_coarse_points_is_missed_and_a_finer_coarse_grid_finds_it
     fine = sparse_isosurface(two_blobs, 129, RADIUS, THRESHOLD, 50_000, coarse_resolution=33)
     assert len(coarse[0]) < len(dense[0])
     assert_same_mesh(dense, fine, 129)
+
+
+def test_on_a_random_lattice_the_sparse_path_misses_no_piece_the_dense_one_finds(tiny_model, golden):
+    """The tiny model's field is a random lattice of pieces. With a coarse spacing of 8 cells, the crossing
+    test alone loses one of its 84 pieces; the margin finds them all."""
+    field = tiny_model.field_query(torch.from_numpy(golden["scene_codes"][0]))
+    dense = dense_isosurface(density_grid(field, 128, RADIUS, 50_000), THRESHOLD)
+
+    def sparse(margin: float):
+        return sparse_isosurface(
+            field, 128, RADIUS, THRESHOLD, 50_000, coarse_resolution=16, dense_share=1.0, seed_margin=margin
+        )
+
+    assert len(pieces(*dense)) == 84
+    assert len(pieces(*sparse(1.0))) == 83
+    assert_same_mesh(dense, sparse(isosurface.SEED_MARGIN), 128)
+
+
+def pieces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """The connected pieces' labels, one per piece."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = coo_matrix(
+        (np.ones(faces.size), (faces.ravel(), np.roll(faces, 1, 1).ravel())), (len(vertices),) * 2
+    )
+    return np.unique(connected_components(edges, directed=False)[1])
 
 
 def test_no_surface_on_the_coarse_grid_is_a_clear_error():

@@ -12,7 +12,8 @@ from ..failures import describe_failure
 from ..jobs import JobFailed, Ticket
 from ..pipeline import STAGES, GenerationParams, generate_glb
 from ..triposr import TripoSR, load_model, open_image
-from ..triposr.device import device_name
+from ..triposr.device import device_name, resolve_precision, select_device
+from ..triposr.errors import DeviceError
 from ..triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS, is_local
 from .base import Outcome
 
@@ -38,11 +39,11 @@ class LocalBackend:
         max_image_pixels: int,
         max_resolution: int | None = None,
     ):
-        self.identity = model_identity(weights, precision)
+        self.precision = resolved_precision(device, precision)  # what the backbone runs in: "auto" decided
+        self.identity = model_identity(weights, self.precision)
         self.model_state = ModelState("loading", device)  # replaced whole, so other threads read it safely
         self._weights = weights
         self._device = device
-        self._precision = precision
         self._max_image_pixels = max_image_pixels
         self._max_resolution = max_resolution
         self._model: TripoSR | None = None
@@ -50,7 +51,7 @@ class LocalBackend:
     def prepare(self) -> None:
         started = time.perf_counter()
         try:
-            model = load_model(self._weights, self._device, precision=self._precision)
+            model = load_model(self._weights, self._device, precision=self.precision)
         except Exception as exc:
             code, message = describe_failure(exc)
             self.model_state = ModelState("failed", self._device, code, message)
@@ -94,6 +95,15 @@ class LocalBackend:
                 f"(it runs at most {self._max_resolution} locally, --max-local-resolution). Lower the "
                 "resolution, or use the auto or replicate backend.",
             )
+
+
+def resolved_precision(device: str, precision: str) -> str:
+    """The precision that `auto` means on this device; as given where the device is unusable (loading the
+    model says why)."""
+    try:
+        return resolve_precision(select_device(device), precision)
+    except DeviceError:
+        return precision
 
 
 def model_identity(weights: str, precision: str) -> str:

@@ -92,6 +92,12 @@ def render_table(record: BenchRecord) -> str:
     for index, row in enumerate(rows):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, notes.get(index, "")]).rstrip())
+    if record.surface_shift_vs_float32 is not None:
+        lines += [
+            "",
+            f"{record.precision} moves the surface by {record.surface_shift_vs_float32:.1e} of its size "
+            "against float32 (mean distance, both ways)",
+        ]
     if record.device.startswith("mps"):
         fallbacks = ", ".join(f"{op} x{count}" for op, count in sorted(record.mps_fallbacks.items()))
         lines += ["", f"ops that fell back to the CPU: {fallbacks or 'none'}"]

@@ -14,7 +14,7 @@ from ..fileio import write_atomically
 from ..memory import format_bytes
 from ..pipeline import STAGES, GenerationParams, GenerationResult, generate_glb
 from ..triposr import TripoSRError, load_model, open_image
-from ..triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
+from ..triposr.model import CPU_CHUNK_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
 from .options import add_model_options
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-size",
         type=int,
-        default=DEFAULT_CHUNK_SIZE,
-        help=f"points evaluated at once; lower it to save memory (default: {DEFAULT_CHUNK_SIZE})",
+        default=0,
+        help="points evaluated at once; lower it to save memory (default: what the device evaluates best, "
+        f"{CPU_CHUNK_SIZE} on a CPU, {DEFAULT_CHUNK_SIZE} on a GPU)",
     )
     parser.add_argument(
         "--dense",
@@ -157,8 +158,8 @@ def asset_options(args: argparse.Namespace) -> AssetOptions:
 def generation_params(args: argparse.Namespace) -> GenerationParams:
     if args.resolution < 8:
         raise SystemExit("error: --resolution must be at least 8")
-    if args.chunk_size < 1:
-        raise SystemExit("error: --chunk-size must be positive")
+    if args.chunk_size < 0:
+        raise SystemExit("error: --chunk-size cannot be negative")
     if args.coarse_resolution < 2:
         raise SystemExit("error: --coarse-resolution must be at least 2")
     return GenerationParams(

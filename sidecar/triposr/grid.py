@@ -8,6 +8,7 @@ beyond the density volume itself stays bounded by the chunk size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,14 +24,6 @@ FieldQuery = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 def grid_axis(resolution: int, radius: float) -> torch.Tensor:
     """The coordinates along one axis of the extraction grid, in the model's frame."""
     return scale_range(torch.linspace(0.0, 1.0, resolution), (0.0, 1.0), (-radius, radius))
-
-
-@cpu_path()
-def grid_points(axis: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """The grid points with flat indices [start, stop) in C order, as [N, 3] (x, y, z)."""
-    res = axis.shape[0]
-    index = torch.arange(start, stop)
-    return torch.stack([axis[index // (res * res)], axis[(index // res) % res], axis[index % res]], 1)
 
 
 def query_in_chunks(
@@ -60,13 +53,40 @@ def density_grid(
     `progress` gets the fraction done after each chunk; raising from it stops the evaluation.
     """
     axis = grid_axis(resolution, radius)
-    total = resolution**3
-    volume = np.empty(total, dtype=np.float32)
+    return lattice_density(query, axis, axis, axis, chunk_size, progress)
+
+
+def lattice_density(
+    query: FieldQuery,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    zs: torch.Tensor,
+    chunk_size: int,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Activated density at every point (xs[i], ys[j], zs[k]) of a lattice, as float32 [i, j, k]: boxes of
+    at most `chunk_size` points (whole planes along x, or rows of one plane), through the field's own lattice
+    evaluation where it has one (see `TriplaneField.lattice`)."""
+    lattice = getattr(query, "lattice", None) or partial(_lattice_by_points, query)
+    nx, ny, nz = len(xs), len(ys), len(zs)
+    volume = np.empty((nx, ny, nz), dtype=np.float32)
+    planes = max(1, chunk_size // (ny * nz))
+    rows = ny if planes > 1 else max(1, chunk_size // nz)
+    boxes = [(i, j) for i in range(0, nx, planes) for j in range(0, ny, rows)]
     with torch.no_grad():
-        for start in range(0, total, chunk_size):
-            stop = min(start + chunk_size, total)
-            density, _ = query(grid_points(axis, start, stop))
-            volume[start:stop] = density.float().cpu().numpy()
+        for done, (i, j) in enumerate(boxes, 1):
+            box = lattice(xs[i : i + planes], ys[j : j + rows], zs)
+            volume[i : i + planes, j : j + rows] = box.float().cpu().numpy()
             if progress is not None:
-                progress(stop / total)
-    return volume.reshape(resolution, resolution, resolution)
+                progress(done / len(boxes))
+    return volume
+
+
+def _lattice_by_points(
+    query: FieldQuery, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor
+) -> torch.Tensor:
+    """A field without a lattice evaluation of its own, asked point by point."""
+    with cpu_path():
+        points = torch.stack(torch.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3)
+    density, _ = query(points)
+    return density.reshape(len(xs), len(ys), len(zs))

@@ -1,20 +1,19 @@
 """Isosurfaces by marching cubes, brick by brick: over a whole density grid, or only where the surface is.
 
-The fine grid is cut into cubic bricks that share their faces. Each brick that has values on both
-sides of the threshold is marched on its own (on the CPU: MPS has no marching cubes), and the pieces
-are joined, each vertex on a shared face kept once.
+The dense path evaluates the whole grid and marches it (in slabs when it is large): it is the reference.
+The sparse path cuts the fine grid into cubic bricks that share their faces and evaluates only those the
+surface passes through. A coarse grid, a subset of the fine grid's points, seeds the bricks holding a coarse
+cell whose values come within a factor of the threshold (SEED_MARGIN): those the surface crosses, and those
+where a part or a hole thinner than the coarse spacing may hide. The surface is then followed from brick
+to brick: whenever a brick's face has points on both sides of the threshold, the neighbour across it is
+queued. Memory and time follow the surface's area, not resolution³. Marching happens on the CPU (MPS has no
+marching cubes), many bricks at once (`marching.py`).
 
-The dense path evaluates the whole grid first: it is the reference. The sparse path evaluates only
-bricks the surface passes through. A coarse grid, a subset of the fine grid's points, finds the bricks
-holding a coarse cell the surface crosses; the surface is then followed from brick to brick: whenever a
-brick's face has points on both sides of the threshold, the surface goes on into the neighbour across
-that face, which is queued. Memory and time follow the surface's area, not resolution³.
-
-The two paths give the same mesh: a brick holds exactly the fine grid's values either way, and marching
-cubes decides every cell from its eight corners. The one assumption is in the sparse path's seeding: a
-separate piece of surface is found only if it cuts an edge of the coarse grid. A blob, or a hole, that
-fits between coarse grid points without cutting an edge between them is missed; the coarse spacing,
-`2 * radius / (coarse_resolution - 1)` in model units, is the smallest feature it is sure to see.
+The two paths give the same mesh: a brick holds exactly the fine grid's values either way, marching cubes
+decides every cell from its eight corners, and a vertex is named by its grid edge. What the sparse path can
+still miss is a piece of surface so thin that no coarse cell near it comes within the margin: measured on
+a random lattice, the margin of 2 finds every piece that the crossing test alone misses
+(`tests/test_sparse.py`); a finer `--coarse-resolution` is the remedy for anything smaller.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ import torch
 
 from .device import cpu_path
 from .errors import EmptySurfaceError
-from .grid import FieldQuery, density_grid, grid_axis, query_in_chunks
+from .grid import FieldQuery, density_grid, grid_axis, lattice_density
+from .marching import Piece, join, march
 
 DEFAULT_COARSE_RESOLUTION = 64
 BRICK_CELLS = 16  # cells along a brick's edge: large enough that per-brick overhead stays small
@@ -35,19 +35,26 @@ BRICKS_PER_BATCH = 16  # bricks whose points go through the network together
 # Above this share of bricks with surface, the sparse path's overhead (shared brick faces, batching)
 # outweighs what it skips, and it hands over to the dense path if the volume is no larger than this.
 DENSE_SHARE = 0.5
+# A coarse cell whose values reach within this factor of the threshold is searched: density falls off
+# exponentially (an exp of the network's output), so a thin part between coarse points still lifts them.
+SEED_MARGIN = 2.0
 DENSE_MAX_BYTES = 1 << 30
+# Grid points marched at once on the dense path: what numbering the vertices takes stays near 300 MB.
+DENSE_BLOCK_POINTS = 1 << 24
 
 Brick = tuple[int, int, int]
 
 
 def dense_isosurface(volume: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (grid-index units, axis order x y z) and faces of a fully evaluated grid."""
-    last = volume.shape[0] - 1
-    per_axis = -(-last // BRICK_CELLS)
-    mesher = BrickMesher(threshold, BRICK_CELLS, volume.shape[0])
-    for origin in np.ndindex(per_axis, per_axis, per_axis):
-        mesher.add(origin, volume[tuple(_brick_range(o, BRICK_CELLS, last) for o in origin)])
-    return mesher.join(_no_surface_message(volume.min(), volume.max(), threshold))
+    resolution = volume.shape[0]
+    # slabs sharing their boundary planes, so a large grid's vertex numbering stays within memory
+    step = max(1, DENSE_BLOCK_POINTS // resolution**2 - 1)
+    pieces = [
+        march(volume[None, start : start + step + 1], np.array([[start, 0, 0]]), threshold, resolution)
+        for start in range(0, resolution - 1, step)
+    ]
+    return _surface(pieces, _no_surface_message(volume.min(), volume.max(), threshold))
 
 
 def sparse_isosurface(
@@ -59,6 +66,7 @@ def sparse_isosurface(
     coarse_resolution: int = DEFAULT_COARSE_RESOLUTION,
     progress: Callable[[float], None] | None = None,
     dense_share: float = DENSE_SHARE,
+    seed_margin: float = SEED_MARGIN,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same as `dense_isosurface` on the `resolution`^3 grid, evaluating only near the surface.
 
@@ -70,19 +78,18 @@ def sparse_isosurface(
     brick = max(stride, BRICK_CELLS)
     last = resolution - 1
     per_axis = -(-last // brick)
-    mesher = BrickMesher(threshold, brick, resolution)
+    pieces: list[Piece] = []
 
-    queued = _seed_bricks(query, axis, stride, brick, threshold, chunk_size)
+    queued = _seed_bricks(query, axis, stride, brick, threshold, chunk_size, seed_margin)
     if len(queued) > dense_share * per_axis**3 and resolution**3 * 4 <= DENSE_MAX_BYTES:
         return dense_isosurface(density_grid(query, resolution, radius, chunk_size, progress), threshold)
     pending = deque(sorted(queued))
     done, reported = 0, 0.0
     while pending:
         batch = [pending.popleft() for _ in range(min(BRICKS_PER_BATCH, len(pending)))]
-        for origin, values in zip(
-            batch, _evaluate_bricks(query, axis, batch, brick, chunk_size), strict=True
-        ):
-            mesher.add(origin, values)
+        evaluated = _evaluate_bricks(query, axis, batch, brick, chunk_size)
+        pieces += _march_bricks(batch, evaluated, brick, threshold, resolution)
+        for origin, values in zip(batch, evaluated, strict=True):
             for neighbour in _neighbours_across_crossed_faces(origin, values, threshold, per_axis):
                 if neighbour not in queued:
                     queued.add(neighbour)
@@ -92,11 +99,12 @@ def sparse_isosurface(
             # the queue grows as the surface is followed, so the share done can dip: report the best
             reported = max(reported, done / (done + len(pending)))
             progress(reported)
-    return mesher.join(
-        f"The model predicted no surface: the density never crosses the threshold {threshold:g} on "
-        f"this grid's coarse samples. The image may show no recognisable object; try another image "
-        "or a cleaner cut-out."
+    message = (
+        f"The model predicted no surface: the density never crosses the threshold {threshold:g} on this "
+        "grid's coarse samples. The image may show no recognisable object; try another image or a cleaner "
+        "cut-out."
     )
+    return _surface(pieces, message)
 
 
 def coarse_stride(resolution: int, coarse_resolution: int) -> int:
@@ -111,84 +119,55 @@ def crosses(values: np.ndarray, threshold: float) -> bool:
     return bool(low <= threshold <= high and low < high)
 
 
-class BrickMesher:
-    """Marches bricks one by one and joins their pieces into one mesh."""
+def _surface(pieces: list[Piece], no_surface_message: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces joined, as float32 vertices in grid-index units and faces."""
+    if not any(len(piece.faces) for piece in pieces):
+        raise EmptySurfaceError(no_surface_message)
+    vertices, faces = join(pieces)
+    if any(piece.on_points for piece in pieces):
+        return remove_degenerate_faces(vertices, faces)
+    return vertices, faces
 
-    def __init__(self, threshold: float, brick: int, resolution: int):
-        self.threshold = threshold
-        self.brick = brick
-        self.resolution = resolution
-        self.pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def add(self, origin: Brick, values: np.ndarray) -> None:
-        """March one brick's values (its points from `origin * brick`, faces included)."""
-        if not crosses(values, self.threshold):
-            return
-        from skimage.measure import marching_cubes
-
-        # Degenerate faces are removed once the pieces are joined, in global coordinates.
-        local, faces, _, _ = marching_cubes(
-            values, level=self.threshold, gradient_direction="ascent", allow_degenerate=True
+def _march_bricks(
+    origins: list[Brick], values: list[np.ndarray], brick: int, threshold: float, resolution: int
+) -> list[Piece]:
+    """The surface in bricks that have some, marched together by shape (bricks at the grid's end are
+    smaller)."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, brick_values in enumerate(values):
+        if crosses(brick_values, threshold):
+            by_shape.setdefault(brick_values.shape, []).append(index)
+    return [
+        march(
+            np.stack([values[i] for i in indices]),
+            np.array([origins[i] for i in indices]) * brick,
+            threshold,
+            resolution,
         )
-        offset = np.array(origin) * self.brick
-        self.pieces.append(
-            (local.astype(np.float64) + offset, faces.astype(np.int64), self._keys(local, offset))
-        )
-
-    def _keys(self, local: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        """A name for each vertex, the same in every brick that makes it.
-
-        Most vertices lie on a grid edge: two coordinates whole, the third not. Bricks share their
-        faces, so an edge on a face is marched twice, each time with the same local values along it;
-        the edge names the vertex. Lewiner's method also puts vertices inside a cell (more than one
-        coordinate fractional): a cell belongs to one brick, so those are never shared; -1 marks them.
-        """
-        whole = np.floor(local)
-        fractional = local != whole
-        edge_axis = np.where(fractional.any(1), fractional.argmax(1), 3)
-        start = whole.astype(np.int64) + offset
-        size = self.resolution
-        keys = ((start[:, 0] * size + start[:, 1]) * size + start[:, 2]) * 4 + edge_axis
-        keys[fractional.sum(1) > 1] = -1
-        return keys
-
-    def join(self, no_surface_message: str) -> tuple[np.ndarray, np.ndarray]:
-        """Vertices (float32, grid-index units) and faces of the whole surface."""
-        if not self.pieces:
-            raise EmptySurfaceError(no_surface_message)
-        vertices = np.concatenate([piece[0] for piece in self.pieces])
-        keys = np.concatenate([piece[2] for piece in self.pieces])
-        in_cells = keys < 0
-        keys[in_cells] = -1 - np.arange(in_cells.sum())  # distinct, so never merged
-        starts = np.cumsum([0] + [len(piece[0]) for piece in self.pieces[:-1]])
-        faces = np.concatenate([piece[1] + start for piece, start in zip(self.pieces, starts, strict=True)])
-        _, first, merged = np.unique(keys, return_index=True, return_inverse=True)
-        return remove_degenerate_faces(vertices[first].astype(np.float32), merged[faces])
+        for indices in by_shape.values()
+    ]
 
 
 def remove_degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge the vertices that coincide within a face, drop the faces that collapse, drop unused vertices.
+    """Merge the vertices that coincide, drop the faces that collapse, drop the vertices left unused.
 
-    Vertices coincide when the surface passes through a grid point (or within float32 rounding of it).
+    Vertices coincide only on a grid point: where the surface passes through one (a value exactly at the
+    threshold), or where a vertex lies within float32's rounding of it. Only those few are compared.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    corners = vertices[faces]  # [F, 3 corners, 3 coordinates]
-    pairs = [(a, b) for a, b in ((0, 1), (0, 2), (1, 2))]
-    same = [np.all(corners[:, a] == corners[:, b], axis=1) for a, b in pairs]
-    degenerate = np.logical_or.reduce(same)
-    if degenerate.any():
-        first = np.concatenate([faces[flags, a] for flags, (a, _) in zip(same, pairs, strict=True)])
-        second = np.concatenate([faces[flags, b] for flags, (_, b) in zip(same, pairs, strict=True)])
-        graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(len(vertices),) * 2)
-        _, group = connected_components(graph, directed=False)
-        # each vertex stands for its group's lowest-numbered member
-        representative = np.full(group.max() + 1, len(vertices))
-        np.minimum.at(representative, group, np.arange(len(vertices)))
-        faces = representative[group][faces[~degenerate]]
-    used, faces = np.unique(faces, return_inverse=True)
-    return vertices[used], faces.reshape(-1, 3)
+    on_point = np.flatnonzero((vertices == np.floor(vertices)).all(axis=1))
+    _, first, group = np.unique(vertices[on_point], axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(on_point):
+        return vertices, faces
+    representative = np.arange(len(vertices))
+    representative[on_point] = on_point[first][group.reshape(-1)]
+    faces = representative[faces]
+    collapsed = (faces[:, 0] == faces[:, 1]) | (faces[:, 0] == faces[:, 2]) | (faces[:, 1] == faces[:, 2])
+    faces = faces[~collapsed]
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.reshape(-1)] = True
+    renumbered = np.cumsum(used) - 1
+    return vertices[used], renumbered[faces]
 
 
 def _no_surface_message(low: float, high: float, threshold: float) -> str:
@@ -204,23 +183,28 @@ def _brick_range(origin: int, brick: int, last: int) -> slice:
 
 
 def _seed_bricks(
-    query: FieldQuery, axis: torch.Tensor, stride: int, brick: int, threshold: float, chunk_size: int
+    query: FieldQuery,
+    axis: torch.Tensor,
+    stride: int,
+    brick: int,
+    threshold: float,
+    chunk_size: int,
+    margin: float,
 ) -> set[Brick]:
-    """Bricks holding a coarse cell with corners on both sides of the threshold."""
+    """Bricks holding a coarse cell whose values come within a factor `margin` of the threshold: crossed
+    cells, and those where a part or a hole thinner than the coarse spacing may hide."""
     last = axis.shape[0] - 1
     index = np.unique(np.append(np.arange(0, last, stride), last))
     with cpu_path():
         coarse_axis = axis[torch.from_numpy(index)]
-        grid = torch.stack(torch.meshgrid(coarse_axis, coarse_axis, coarse_axis, indexing="ij"), -1)
-    density, _ = query_in_chunks(query, grid.reshape(-1, 3), chunk_size)
-    values = density.numpy().reshape(grid.shape[:3])
+    values = lattice_density(query, coarse_axis, coarse_axis, coarse_axis, chunk_size)
     n = values.shape[0] - 1
     corners = np.stack(
         [values[i : n + i, j : n + j, k : n + k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]
     )
     low, high = corners.min(0), corners.max(0)
-    crossed = (low <= threshold) & (threshold <= high) & (low < high)
-    cells = np.argwhere(crossed)
+    near = (low <= threshold * margin) & (threshold / margin <= high) & (low < high)
+    cells = np.argwhere(near)
     return {(int(x), int(y), int(z)) for x, y, z in np.unique(index[cells] // brick, axis=0)}
 
 
@@ -229,17 +213,9 @@ def _evaluate_bricks(
 ) -> list[np.ndarray]:
     """The density at every fine grid point of each brick, its faces included."""
     last = axis.shape[0] - 1
-    grids = []
-    with cpu_path():
-        for origin in bricks:
-            x, y, z = (axis[_brick_range(o, brick, last)] for o in origin)
-            grids.append(torch.stack(torch.meshgrid(x, y, z, indexing="ij"), -1))
-        points = torch.cat([grid.reshape(-1, 3) for grid in grids])
-    density, _ = query_in_chunks(query, points, chunk_size)
-    sizes = [grid.shape[0] * grid.shape[1] * grid.shape[2] for grid in grids]
     return [
-        part.reshape(grid.shape[:3])
-        for part, grid in zip(np.split(density.numpy(), np.cumsum(sizes)[:-1]), grids, strict=True)
+        lattice_density(query, *(axis[_brick_range(o, brick, last)] for o in origin), chunk_size)
+        for origin in bricks
     ]
 
 

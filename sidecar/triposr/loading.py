@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import TripoSRConfig, load_config
-from .device import backbone_dtype, select_device
+from .device import backbone_dtype, resolve_precision, select_device
 from .errors import ModelLoadError
 from .model import TripoSR
 from .weights import DEFAULT_WEIGHTS, locate_weights
@@ -25,10 +25,11 @@ def load_model(
 ) -> TripoSR:
     """The model from a local folder or a hub repo id, in eval mode on the chosen device.
 
-    `precision` bfloat16 or float16 runs the backbone in half precision where the device supports it.
+    `precision` bfloat16 or float16 runs the backbone in half precision where the device supports it;
+    auto runs it in bfloat16 where the device computes that natively.
     """
     target = select_device(device)
-    dtype = backbone_dtype(target, precision)
+    dtype = backbone_dtype(target, resolve_precision(target, precision))
     files = locate_weights(weights, revision)
     model = build_model(load_config(files.config, files.vit_config))
     try:

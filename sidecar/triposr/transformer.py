@@ -5,6 +5,8 @@ Names follow the diffusers-style modules of the official code (`transformer_bloc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -98,10 +100,15 @@ class Transformer1D(nn.Module):
         )
         self.proj_out = nn.Linear(inner, config.in_channels)
 
-    def forward(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Tokens [B, C, L] and image tokens [B, T, D] to tokens [B, C, L]."""
+    def forward(
+        self, tokens: torch.Tensor, context: torch.Tensor, progress: Callable[[float], None] | None = None
+    ) -> torch.Tensor:
+        """Tokens [B, C, L] and image tokens [B, T, D] to tokens [B, C, L]. `progress` is called before each
+        block with the share of blocks done, so that a caller can stop (by raising) between blocks."""
         hidden = self.norm(tokens).permute(0, 2, 1)
         hidden = self.proj_in(hidden)
-        for block in self.transformer_blocks:
+        for index, block in enumerate(self.transformer_blocks):
+            if progress is not None:
+                progress(index / len(self.transformer_blocks))
             hidden = block(hidden, context)
         return self.proj_out(hidden).permute(0, 2, 1) + tokens
