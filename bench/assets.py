@@ -32,7 +32,7 @@ from sidecar.memory import PeakMemory, format_bytes
 from sidecar.pipeline import field_colour_source
 from sidecar.triposr import load_model
 from sidecar.triposr.mesh import find_surface
-from sidecar.triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD
+from sidecar.triposr.model import DEFAULT_THRESHOLD
 from sidecar.triposr.preprocess import prepare_image
 
 DEFAULT_CASES = "20000:1024,5000:2048"
@@ -66,11 +66,9 @@ def main() -> None:
         model = load_model(folder, device="cpu")
     scene_code = model.encode(prepare_image(bench_image()))[0]
     query, notes = object_like_field(model, scene_code)
-    vertices, faces = find_surface(
-        query, model.radius, args.resolution, DEFAULT_THRESHOLD, DEFAULT_CHUNK_SIZE
-    )
+    vertices, faces = find_surface(query, model.radius, args.resolution, DEFAULT_THRESHOLD, model.chunk_size)
     raw = Surface(vertices, faces)
-    source = field_colour_source(query, DEFAULT_CHUNK_SIZE)
+    source = field_colour_source(query, model.chunk_size)
     print(
         f"object-like field at {args.resolution} ({notes}): {len(raw.vertices):,} vertices, "
         f"{len(raw.faces):,} faces; weights: seeded random, full size"

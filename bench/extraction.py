@@ -33,7 +33,7 @@ from sidecar.memory import PeakMemory, format_bytes
 from sidecar.triposr import load_model
 from sidecar.triposr.grid import FieldQuery, density_grid
 from sidecar.triposr.mesh import field_colours, find_surface
-from sidecar.triposr.model import DEFAULT_CHUNK_SIZE, DEFAULT_THRESHOLD, TripoSR
+from sidecar.triposr.model import DEFAULT_THRESHOLD, TripoSR
 from sidecar.triposr.preprocess import prepare_image
 
 DEFAULT_CASES = (
@@ -72,7 +72,7 @@ def object_like_field(model: TripoSR, scene_code: torch.Tensor) -> tuple[FieldQu
 
     from scipy import ndimage
 
-    coarse = density_grid(log_density, 64, radius, DEFAULT_CHUNK_SIZE)
+    coarse = density_grid(log_density, 64, radius, model.chunk_size)
     for share in INSIDE_SHARES:
         level = float(np.quantile(coarse, 1 - share))
         _, blobs = ndimage.label(coarse > level)
@@ -98,10 +98,10 @@ def measure(weights: Path, field_kind: str, method: str, resolution: int) -> dic
         baseline = memory.current_peak()
         started = time.perf_counter()
         vertices, _ = find_surface(
-            query, model.radius, resolution, DEFAULT_THRESHOLD, DEFAULT_CHUNK_SIZE, sparse=method == "sparse"
+            query, model.radius, resolution, DEFAULT_THRESHOLD, model.chunk_size, sparse=method == "sparse"
         )
         surface_seconds = time.perf_counter() - started
-        field_colours(query, vertices, DEFAULT_CHUNK_SIZE)
+        field_colours(query, vertices, model.chunk_size)
         colour_seconds = time.perf_counter() - started - surface_seconds
     return {
         **notes,

@@ -29,7 +29,6 @@ from sidecar.triposr import load_model
 from sidecar.triposr.grid import density_grid
 from sidecar.triposr.isosurface import dense_isosurface
 from sidecar.triposr.mesh import field_colours
-from sidecar.triposr.model import DEFAULT_CHUNK_SIZE
 
 
 def measure(weights: Path, resolution: int, device: str, chunk_size: int) -> dict:
@@ -42,6 +41,7 @@ def measure(weights: Path, resolution: int, device: str, chunk_size: int) -> dic
         scene_code = model.encode(pixels)[0]
         encoded = time.perf_counter()
         query = model.field_query(scene_code)
+        chunk_size = chunk_size or model.chunk_size
         volume = density_grid(query, resolution, model.radius, chunk_size)
         evaluated = time.perf_counter()
         field_peak = whole.current_peak()
@@ -67,7 +67,12 @@ def main() -> None:
     )
     parser.add_argument("--resolutions", default="128,256,512")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=0,
+        help="points evaluated at once (default: what the device evaluates best)",
+    )
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)  # internal: a child run
     args = parser.parse_args()
     resolutions = [int(value) for value in args.resolutions.split(",")]
