@@ -38,7 +38,7 @@ PNG_COMPRESSION = 1
 def surface_to_glb(surface: Surface, name: str = DEFAULT_MODEL_NAME) -> bytes:
     """The surface as a GLB whose node, mesh and (with a texture) material are named `name`."""
     writer = _BufferWriter()
-    vertices = surface.vertices.astype(np.float32)
+    vertices = surface.vertices.astype(np.float32, copy=False)
     attributes = {
         "POSITION": writer.accessor(vertices, "VEC3", ARRAY_BUFFER, bounds=True),
         "NORMAL": writer.accessor(
@@ -53,7 +53,7 @@ def surface_to_glb(surface: Surface, name: str = DEFAULT_MODEL_NAME) -> bytes:
         attributes["COLOR_0"] = writer.accessor(colours, "VEC4", ARRAY_BUFFER, normalized=True)
     index_type = np.uint16 if len(vertices) <= 0xFFFF else np.uint32
     primitive["indices"] = writer.accessor(
-        surface.faces.astype(index_type).reshape(-1), "SCALAR", ELEMENT_ARRAY_BUFFER
+        surface.faces.astype(index_type, copy=False).reshape(-1), "SCALAR", ELEMENT_ARRAY_BUFFER
     )
     tree: dict = {
         "asset": {"version": "2.0", "generator": f"TripoSR for Blender sidecar {__version__}"},
@@ -105,10 +105,7 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray, weld: bool = False) 
         owners, count = owner.reshape(-1)[faces], len(point)
     else:
         owners, count = faces, len(vertices)
-    first = vertices[faces[:, 0]]
-    weighted = np.cross(
-        vertices[faces[:, 1]] - first, vertices[faces[:, 2]] - first
-    )  # length: twice the area
+    weighted = face_cross_products(vertices, faces)
     # each face's column holds its three corners: the product adds every face's normal to its corners
     incidence = csc_matrix(
         (np.ones(faces.size, dtype=np.float32), owners.reshape(-1), np.arange(0, faces.size + 1, 3)),
@@ -119,6 +116,19 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray, weld: bool = False) 
     normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
     normals[length[:, 0] == 0] = (0.0, 1.0, 0.0)
     return normals[owner.reshape(-1)] if weld else normals
+
+
+def face_cross_products(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Each face's (b - a) x (c - a): its normal, as long as twice its area. Worked one coordinate at a time,
+    whose gathers from contiguous columns are several times quicker than rows through np.cross."""
+    columns = np.ascontiguousarray(vertices.T)
+    a, b, c = np.ascontiguousarray(faces.T)
+    x, y, z = ((column[b] - column[a], column[c] - column[a]) for column in columns)
+    crossed = np.empty((len(faces), 3), dtype=vertices.dtype)
+    crossed[:, 0] = y[0] * z[1] - z[0] * y[1]
+    crossed[:, 1] = z[0] * x[1] - x[0] * z[1]
+    crossed[:, 2] = x[0] * y[1] - y[0] * x[1]
+    return crossed
 
 
 def png(texture: np.ndarray) -> bytes:
