@@ -34,7 +34,6 @@ import torch.nn.functional as F
 import trimesh
 from extraction import object_like_field
 
-from sidecar.assets.colour import srgb_to_linear
 from sidecar.assets.finish import finish
 from sidecar.assets.options import AssetOptions
 from sidecar.assets.surface import Surface
@@ -47,7 +46,7 @@ from sidecar.triposr.config import load_config
 from sidecar.triposr.grid import FieldQuery, density_grid
 from sidecar.triposr.isosurface import dense_isosurface
 from sidecar.triposr.loading import build_model
-from sidecar.triposr.mesh import MODEL_TO_GLTF_AXES, field_colours, find_surface
+from sidecar.triposr.mesh import MODEL_TO_GLTF_AXES, find_surface
 from sidecar.triposr.model import DEFAULT_THRESHOLD
 
 OFFICIAL_CHUNK = 8192
@@ -109,12 +108,12 @@ def official_export(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray
 
 
 def ours_colours(query: FieldQuery, vertices: np.ndarray, chunk_size: int) -> np.ndarray:
-    return field_colours(query, vertices[:, MODEL_TO_GLTF_AXES], chunk_size)
+    """As the pipeline's colour stage: linear colours, for a GLB that stores them so."""
+    return field_colour_source(query, chunk_size)(vertices[:, MODEL_TO_GLTF_AXES])
 
 
-def ours_export(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray) -> bytes:
-    linear = srgb_to_linear(colours).astype(np.float32)
-    return surface_to_glb(Surface(vertices[:, MODEL_TO_GLTF_AXES], faces, colours=linear))
+def ours_export(vertices: np.ndarray, faces: np.ndarray, linear_colours: np.ndarray) -> bytes:
+    return surface_to_glb(Surface(vertices[:, MODEL_TO_GLTF_AXES], faces, colours=linear_colours))
 
 
 class Race:
@@ -171,7 +170,7 @@ def race_once(race: Race, repeat: int, folder: Path, resolution: int) -> int:
         lambda: official_marching_cubes(volume, resolution, official.radius),
         lambda: dense_isosurface(ours_volume, DEFAULT_THRESHOLD),
     )
-    colours, _ = race.run(
+    colours, linear_colours = race.run(
         "vertex colours",
         repeat,
         lambda: official_colours(theirs_query, vertices),
@@ -181,7 +180,7 @@ def race_once(race: Race, repeat: int, folder: Path, resolution: int) -> int:
         "GLB export",
         repeat,
         lambda: official_export(vertices, faces, colours),
-        lambda: ours_export(vertices, faces, colours),
+        lambda: ours_export(vertices, faces, linear_colours),
     )
     return len(vertices)
 
