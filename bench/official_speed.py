@@ -46,7 +46,7 @@ from sidecar.triposr.config import load_config
 from sidecar.triposr.grid import FieldQuery, density_grid
 from sidecar.triposr.isosurface import dense_isosurface
 from sidecar.triposr.loading import build_model
-from sidecar.triposr.mesh import MODEL_TO_GLTF_AXES, find_surface
+from sidecar.triposr.mesh import find_surface, grid_to_gltf
 from sidecar.triposr.model import DEFAULT_THRESHOLD
 
 OFFICIAL_CHUNK = 8192
@@ -107,13 +107,19 @@ def official_export(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray
     return mesh.export(file_type="glb")
 
 
+def ours_marching_cubes(volume: np.ndarray, resolution: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """As the pipeline's dense path: the mesh in glTF's frame, float32 vertices and int32 faces."""
+    vertices, faces = dense_isosurface(volume, DEFAULT_THRESHOLD)
+    return grid_to_gltf(vertices, resolution, radius), faces
+
+
 def ours_colours(query: FieldQuery, vertices: np.ndarray, chunk_size: int) -> np.ndarray:
     """As the pipeline's colour stage: linear colours, for a GLB that stores them so."""
-    return field_colour_source(query, chunk_size)(vertices[:, MODEL_TO_GLTF_AXES])
+    return field_colour_source(query, chunk_size)(vertices)
 
 
 def ours_export(vertices: np.ndarray, faces: np.ndarray, linear_colours: np.ndarray) -> bytes:
-    return surface_to_glb(Surface(vertices[:, MODEL_TO_GLTF_AXES], faces, colours=linear_colours))
+    return surface_to_glb(Surface(vertices, faces, colours=linear_colours))
 
 
 class Race:
@@ -164,23 +170,24 @@ def race_once(race: Race, repeat: int, folder: Path, resolution: int) -> int:
         lambda: official_grid(official, theirs_query, resolution),
         lambda: density_grid(our_query, resolution, ours.radius, ours.chunk_size),
     )
-    (vertices, faces), _ = race.run(
+    # each side goes on with its own mesh (the same one: tests/test_sparse.py), in the types it makes
+    (vertices, faces), (our_vertices, our_faces) = race.run(
         "marching cubes",
         repeat,
         lambda: official_marching_cubes(volume, resolution, official.radius),
-        lambda: dense_isosurface(ours_volume, DEFAULT_THRESHOLD),
+        lambda: ours_marching_cubes(ours_volume, resolution, ours.radius),
     )
     colours, linear_colours = race.run(
         "vertex colours",
         repeat,
         lambda: official_colours(theirs_query, vertices),
-        lambda: ours_colours(our_query, vertices, ours.chunk_size),
+        lambda: ours_colours(our_query, our_vertices, ours.chunk_size),
     )
     race.run(
         "GLB export",
         repeat,
         lambda: official_export(vertices, faces, colours),
-        lambda: ours_export(vertices, faces, linear_colours),
+        lambda: ours_export(our_vertices, our_faces, linear_colours),
     )
     return len(vertices)
 

@@ -47,11 +47,16 @@ def find_surface(
     else:
         volume = density_grid(query, resolution, radius, chunk_size, progress)
         grid_vertices, faces = dense_isosurface(volume, threshold)
+    return grid_to_gltf(grid_vertices, resolution, radius), faces
+
+
+def grid_to_gltf(grid_vertices: np.ndarray, resolution: int, radius: float) -> np.ndarray:
+    """Vertices in grid units (float32) as points in glTF's frame, model units."""
     with cpu_path():
         points = scale_range(
             torch.from_numpy(grid_vertices) / (resolution - 1), (0.0, 1.0), (-radius, radius)
         )
-    return points.numpy()[:, MODEL_TO_GLTF_AXES], faces
+    return points.numpy()[:, MODEL_TO_GLTF_AXES]
 
 
 def field_colours(query: FieldQuery, points: np.ndarray, chunk_size: int) -> np.ndarray:
