@@ -52,6 +52,7 @@ MPS_SUPPORTED = frozenset(
         "aten.select",
         "aten.sigmoid",
         "aten.silu",
+        "aten.silu_",
         "aten.slice",
         "aten.split",
         "aten.squeeze",
