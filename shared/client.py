@@ -129,8 +129,10 @@ class SidecarClient:
         return job
 
     def cancel(self, job_id: str) -> None:
-        """Ask for the job to stop; its terminal event (usually `cancelled`) comes from `poll()`."""
+        """Ask for the job to stop; its terminal event (usually `cancelled`; `error` `unknown_job` for an
+        id the sidecar never had) comes from `poll()`, also for a job this client did not submit."""
         self._send(encode("cancel", job_id))
+        self._last_heard.setdefault(job_id, time.monotonic())
 
     def fetch(self, job_id: str, deliver: str = "bytes") -> None:
         """Ask for a job's outcome again: a past result, error or cancellation, or a running job's events."""
@@ -171,15 +173,16 @@ class SidecarClient:
         while (remaining := deadline - time.monotonic()) > 0:
             if not self._socket.poll(math.ceil(remaining * 1000)):
                 break
-            for event in self._receive():
-                if event.header.get("request_id") != request_id:
-                    if self._keep(event):
-                        self._pending.append(event)
-                elif event.type == "error":
-                    header = event.header
-                    raise SidecarError(header.get("code", "internal"), header.get("message", ""))
-                else:
-                    return event.header
+            reply = None
+            for event in self._receive():  # events received with the reply, after it too, are kept
+                if event.header.get("request_id") == request_id:
+                    reply = event
+                elif self._keep(event):
+                    self._pending.append(event)
+            if reply is not None and reply.type == "error":
+                raise SidecarError(reply.header.get("code", "internal"), reply.header.get("message", ""))
+            if reply is not None:
+                return reply.header
         raise SidecarUnavailable(
             f"No answer from the sidecar at {self.endpoint} within {timeout:g} s. "
             "Is it running, and is this the right address?"

@@ -18,6 +18,8 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5571"
 
 # A header larger than this is refused before it is parsed.
 MAX_HEADER_BYTES = 64 * 1024
+# A request's `request_id`, which the reply echoes, is a string of at most this many characters.
+MAX_REQUEST_ID_LENGTH = 64
 # The sidecar re-sends progress for every queued or running job this often; it promises at most 2 s.
 HEARTBEAT_SECONDS = 1.0
 # The stage a job reports while it waits for the worker.
@@ -43,6 +45,7 @@ ERROR_CODES: dict[str, bool] = {
     "shutting_down": True,
     "interrupted": True,
     "backend_unavailable": False,
+    "storage_full": True,
     # The image.
     "image_empty": False,
     "image_unrecognized": False,
@@ -118,6 +121,10 @@ def is_job_id(value: object) -> bool:
         return False
 
 
+def is_request_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_REQUEST_ID_LENGTH
+
+
 def encode(
     message_type: str, job: str | None = None, *, payloads: Mapping[str, Any] | None = None, **fields: Any
 ) -> list[Any]:
@@ -156,18 +163,30 @@ def check_message(header: dict[str, Any], payload_frames: Sequence[Any]) -> Mess
     """Check the version, type, job and payload frames of a parsed header."""
     if "v" not in header:
         raise ProtocolError("bad_header", 'The header lacks the protocol version "v".')
-    if header["v"] != PROTOCOL_VERSION:
+    version = header["v"]
+    if isinstance(version, bool) or not isinstance(version, int):  # true and 1.0 equal 1 in Python
+        raise ProtocolError(
+            "bad_header", f'"v" must be the integer {PROTOCOL_VERSION}, not {_shown(version)}.'
+        )
+    if version != PROTOCOL_VERSION:
         raise ProtocolError(
             "unsupported_version",
-            f"This side speaks protocol version {PROTOCOL_VERSION}, the message version {header['v']!r}. "
+            f"This side speaks protocol version {PROTOCOL_VERSION}, the message version {_shown(version)}. "
             "Update the add-on and the sidecar to the same release.",
+        )
+    if "request_id" in header and not is_request_id(header["request_id"]):
+        raise ProtocolError(
+            "bad_header",
+            f'"request_id" must be a string of 1 to {MAX_REQUEST_ID_LENGTH} characters, '
+            f"not {_shown(header['request_id'])}.",
         )
     if not isinstance(header.get("type"), str):
         raise ProtocolError("bad_header", 'The header lacks a "type" string.')
     job = header.get("job")
     if job is not None and not is_job_id(job):
         raise ProtocolError(
-            "bad_header", f'"job" must be a UUID in canonical form such as "{new_job_id()}", not {job!r}.'
+            "bad_header",
+            f'"job" must be a UUID in canonical form such as "{new_job_id()}", not {_shown(job)}.',
         )
     names = header.get("frames", [])
     if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
@@ -186,6 +205,12 @@ def check_message(header: dict[str, Any], payload_frames: Sequence[Any]) -> Mess
             f'{len(payload_frames)} payload frame(s) arrived but the header\'s "frames" names {len(names)}.',
         )
     return Message(header, dict(zip(names, payload_frames, strict=True)))
+
+
+def _shown(value: object) -> str:
+    """A value from a header as a message quotes it: short, whatever the sender put there."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _refuse_constant(name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import torch
@@ -19,6 +20,8 @@ IMAGE_ERROR_CODES = {
     "no_foreground": "no_foreground",
     "bad_parameter": "bad_parameter",
 }
+# What writing a file says when the disk (or the file-size limit the process runs under) has no more room.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
@@ -33,6 +36,11 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
         return "weights_unavailable", str(exc)
     if isinstance(exc, TripoSRError):  # the checkpoint, config or device
         return "model_unavailable", str(exc)
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+        return "storage_full", (
+            f"The disk is full ({exc.strerror}), so the job's model could not be stored. Free some space on "
+            "the disk of the sidecar's data folder, or lower serve --store-max-gb, then submit the job again."
+        )
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc):
         return "out_of_memory", (
             "The job ran out of memory. Lower the resolution or the chunk size, or close programs that use "

@@ -1,9 +1,10 @@
-"""Jobs in flight: the ticket the worker takes from the queue, and the socket thread's record of each job."""
+"""Jobs in flight: the ticket a worker runs, the work identical jobs share, and each job's subscribers."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -15,7 +16,15 @@ from .params import JobParams
 
 
 class JobCancelled(Exception):
-    """Raised from the progress callback to stop the job it reports on."""
+    """Raised from the progress callback to stop the job it reports on.
+
+    `record` holds what the store should keep about the run that was stopped: the cost of a prediction that
+    had started on Replicate, say.
+    """
+
+    def __init__(self, job: str, **record: Any):
+        super().__init__(job)
+        self.record = record
 
 
 class JobFailed(Exception):
@@ -47,11 +56,14 @@ class Ticket:
         self._lock = threading.Lock()
         self._started = False
         self._cancelled = threading.Event()
+        self._recorder: Callable[..., None] = lambda **facts: None
 
-    def start(self) -> bool:
-        """Called by the worker: True if the job is still wanted and is now running."""
+    def start(self, recorder: Callable[..., None]) -> bool:
+        """Called by the worker: True if the job is still wanted and is now running; `recorder` passes on
+        what the backend records about the run."""
         with self._lock:
             self._started = not self._cancelled.is_set()
+            self._recorder = recorder
             return self._started
 
     def cancel(self) -> bool:
@@ -59,6 +71,11 @@ class Ticket:
         with self._lock:
             self._cancelled.set()
             return not self._started
+
+    def record(self, **facts: Any) -> None:
+        """Have the store keep a fact about the run as soon as it is known (a prediction's id: should the
+        sidecar die now, the record still says which prediction to look for, and pay for)."""
+        self._recorder(**facts)
 
     @property
     def name(self) -> str:
@@ -79,31 +96,56 @@ class Ticket:
             raise JobCancelled(self.job)
 
 
-@dataclass
-class ActiveJob:
-    """What the socket thread knows of a queued or running job, and who wants its events."""
+@dataclass(eq=False)
+class Work:
+    """One run of a model, and the jobs that wait for it: a job submitted while an identical one (same image,
+    parameters, backend and model) is queued or running joins that one's work instead of running again.
+
+    The first member owns the run (its record gets the cost); the others are answered with its result. Only
+    when every member has been cancelled is the run itself cancelled.
+    """
 
     ticket: Ticket
-    fingerprint: tuple[str, dict[str, Any]]  # image SHA-256 and parameters: a resubmission must match
-    subscribers: dict[bytes, str]  # peer routing id -> how it wants the result delivered
-    accepted_at: float = field(default_factory=time.monotonic)
+    key: str  # what identical jobs share: their backend and the cache key of the result they would make
+    lane: str  # the backend it runs on now: "local" or "replicate"
+    members: list[ActiveJob] = field(default_factory=list)
     stage: str = QUEUED
     fraction: float = 0.0
-    last_sent: float = field(default_factory=time.monotonic)
-    failover: dict[str, Any] | None = None  # set when an `auto` job has moved from local to Replicate
+    failover: dict[str, Any] | None = None  # set when an `auto` run has moved from local to Replicate
 
     @property
-    def id(self) -> str:
-        return self.ticket.job
+    def owner(self) -> ActiveJob:
+        return self.members[0]
 
     @property
     def queued(self) -> bool:
         return self.stage == QUEUED
 
+
+@dataclass(eq=False)
+class ActiveJob:
+    """What the socket thread knows of a queued or running job, and who wants its events."""
+
+    id: str
+    fingerprint: tuple[str, dict[str, Any]]  # image SHA-256 and parameters: a resubmission must match
+    filename: str | None
+    subscribers: dict[bytes, str]  # peer routing id -> how it wants the result delivered
+    work: Work
+    accepted_at: float = field(default_factory=time.monotonic)
+    last_sent: float = field(default_factory=time.monotonic)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.fingerprint[1]
+
+    @property
+    def queued(self) -> bool:
+        return self.work.queued
+
     def progress_fields(self, position: int | None) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "stage": self.stage,
-            "fraction": round(self.fraction, 4),
+            "stage": self.work.stage,
+            "fraction": round(self.work.fraction, 4),
             "elapsed": round(time.monotonic() - self.accepted_at, 3),
         }
         if position is not None:

@@ -1,9 +1,13 @@
-"""Who may reach the sidecar: loopback by default, CurveZMQ keys for any other address."""
+"""Who may reach the sidecar: loopback by default, CurveZMQ keys for any other address; and what such a
+sidecar keeps to itself (its paths)."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +83,24 @@ def write_keys(folder: Path) -> tuple[Path, Path]:
     finally:
         os.umask(previous)
     return public_file, secret_file
+
+
+def path_scrubber(folders: dict[Path, str]) -> Callable[[bytes], bytes]:
+    """For a sidecar other machines reach: replaces each of the server's folders (as given, expanded and
+    resolved) in outgoing JSON headers by its label, so that no message shows where things are kept."""
+    spellings: dict[str, str] = {}
+    for folder, label in folders.items():
+        for spelling in (folder, folder.expanduser(), folder.expanduser().resolve()):
+            if spelling.is_absolute() and len(spelling.parts) > 1:
+                spellings.setdefault(str(spelling), label)
+    # As JSON writes them (backslashes doubled), longest first, so that a folder inside another goes first;
+    # each only where a path goes on or ends, so that /home/me is not found in /home/melanie.
+    labels = {
+        json.dumps(text)[1:-1].encode(): json.dumps(label)[1:-1].encode() for text, label in spellings.items()
+    }
+    if not labels:
+        return lambda header: header
+    pattern = re.compile(
+        b"(" + b"|".join(map(re.escape, sorted(labels, key=len, reverse=True))) + rb')(?=[/\\"\s:.,;)\']|$)'
+    )
+    return lambda header: pattern.sub(lambda match: labels[match.group(1)], header)

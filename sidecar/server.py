@@ -2,16 +2,18 @@
 
 Every job gets `accepted`, progress at least every HEARTBEAT_SECONDS while it is queued or running, then
 exactly one of `result`, `error` or `cancelled`. The lanes of `worker.py` run the jobs (local ones one at a
-time, Replicate ones a few at once); the store keeps them; this thread is the only one that touches the
-socket and the database, and it never waits on the network: it only routes tickets and events, including
-an `auto` job that failed locally on to Replicate.
+time, Replicate ones a few at once); the store keeps them. This thread is the only one that touches the socket
+and the database, and it never waits on the network. Its work is split by concern: `admission.py` takes jobs
+in, `job_events.py` follows them to their end, `delivery.py` keeps what a slow client has not read yet,
+`retention.py` keeps the store within its limits.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,6 @@ import psutil
 import zmq
 
 from shared.protocol import (
-    DELIVERY_MODES,
     HEARTBEAT_SECONDS,
     MAX_HEADER_BYTES,
     PROTOCOL_VERSION,
@@ -32,75 +33,48 @@ from shared.protocol import (
     encode,
     error_fields,
     is_job_id,
+    is_request_id,
     parse_header,
 )
 
 from . import __version__
-from .backends import replicate_settings
-from .backends.auto import failover, moves_to_replicate
+from .active_jobs import ActiveJobs
+from .admission import Admission, Limits
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .backends.replicate_settings import ReplicateSettings
-from .jobs import ActiveJob, Ticket
-from .memory import format_bytes
-from .params import JobParams, parse_params
-from .pipeline import STAGES
+from .delivery import Delivery
+from .heap import release_freed_memory
+from .job_events import JobEvents
+from .outcomes import Outcomes
 from .processes import is_alive
-from .security import CurveKeys, check_bind
-from .store import JobRecord, Store
-from .triposr.preprocess import DEFAULT_MAX_PIXELS
+from .retention import Retention, StoreLimits
+from .routing import Routing
+from .security import CurveKeys, check_bind, is_loopback, path_scrubber
+from .store import Store
+from .triposr.weights import is_local
 from .worker import Lane
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE_SIZE = 32
-DEFAULT_MAX_IMAGE_BYTES = 50 * 1024**2
 MAX_LIST_LIMIT = 500
-MAX_FILENAME_LENGTH = 255
-# The socket thread wakes at least this often to send heartbeats and to watch for its parent.
+# The socket thread wakes at least this often to send heartbeats and to watch for its parent, and more often
+# while a client's queue is full, to send what waits for it as soon as it reads.
 TICK_SECONDS = 0.25
+RETRY_SECONDS = 0.05
 PARENT_CHECK_SECONDS = 1.0
+# How often what the jobs freed (images, models) is handed back to the system (see heap.py): often enough
+# that a batch passing models through the sidecar costs it a few of them at most.
+RELEASE_SECONDS = 0.25
 # How long a stop waits for the running job to notice its cancellation.
 STOP_GRACE_SECONDS = 10.0
 # Client messages handled per tick, so that a flood cannot starve the heartbeats.
 MESSAGES_PER_TICK = 64
 WORKER_EVENTS = "inproc://worker-events"
-# The result columns a lane's `result` event fills.
-RESULT_FIELDS = (
-    "backend",
-    "model",
-    "device",
-    "vertices",
-    "faces",
-    "stage_seconds",
-    "peak_rss_bytes",
-    "peak_device_bytes",
-    "glb_bytes",
-    "cost",
-    "metrics",
-    "prediction",
-)
-# What an `error` event may add for the store: the cost of a prediction that failed, say.
-FAILURE_FIELDS = ("cost", "metrics", "prediction")
 
 
 class StartupError(Exception):
     """The sidecar cannot start; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    queue_size: int = DEFAULT_QUEUE_SIZE
-    image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-    image_pixels: int = DEFAULT_MAX_PIXELS
-
-    def describe(self) -> dict[str, int]:
-        return {
-            "header_bytes": MAX_HEADER_BYTES,
-            "image_bytes": self.image_bytes,
-            "image_pixels": self.image_pixels,
-            "queue_size": self.queue_size,
-        }
 
 
 @dataclass(frozen=True)
@@ -111,6 +85,7 @@ class ServerConfig:
     device: str
     precision: str = "float32"
     limits: Limits = field(default_factory=Limits)
+    store_limits: StoreLimits = field(default_factory=StoreLimits)
     keys: CurveKeys | None = None
     parent_pid: int | None = None
     max_local_resolution: int | None = None  # larger local jobs fail as out of memory (auto moves them)
@@ -121,7 +96,6 @@ class Server:
     def __init__(self, config: ServerConfig):
         check_bind(config.endpoint, config.keys)
         self.config = config
-        self.limits = config.limits
         self._parent = _parent_process(config.parent_pid)
         self._context = zmq.Context()
         try:
@@ -133,28 +107,26 @@ class Server:
             raise
         self._events = self._context.socket(zmq.PULL)
         self._events.bind(WORKER_EVENTS)
-        self._local = LocalBackend(
-            config.weights,
-            config.device,
-            config.precision,
-            self.limits.image_pixels,
-            config.max_local_resolution,
+        limits = config.limits
+        local = LocalBackend(
+            config.weights, config.device, config.precision, limits.image_pixels, config.max_local_resolution
         )
-        self._lanes = {"local": self._lane(self._local, 1)}
-        self._replicate_models = config.replicate.models
-        token = replicate_settings.environment_token()
-        self._replicate_refusal = replicate_settings.refusal(token)
-        if self._replicate_refusal is None:
-            from .backends.replicate import ReplicateBackend  # needs the optional `replicate` package
-
-            backend = ReplicateBackend(config.replicate, token, self.limits.image_pixels)
-            self._lanes["replicate"] = self._lane(backend, config.replicate.concurrency)
-        self._jobs: dict[str, ActiveJob] = {}  # queued and running, in the order they were accepted
+        self._routing = Routing(local, config.replicate, limits.image_pixels, self._lane)
+        loopback = is_loopback(config.endpoint)
+        self._delivery = Delivery(self._socket, None if loopback else path_scrubber(self._folders()))
+        self._retention = Retention(self._store, config.store_limits)
+        active = ActiveJobs()
+        outcomes = Outcomes(self._store, self._delivery, paths=loopback)
+        self._jobs = JobEvents(active, self._store, self._delivery, outcomes, self._routing, self._retention)
+        admission = Admission(
+            limits, active, self._store, self._delivery, outcomes, self._routing, self._jobs
+        )
+        self._active = active
         self._handlers = {
             "hello": self._hello,
-            "submit": self._submit,
-            "cancel": self._cancel,
-            "fetch": self._fetch,
+            "submit": admission.submit,
+            "cancel": self._jobs.cancel,
+            "fetch": self._jobs.fetch,
             "list": self._list,
             "status": self._status,
             "shutdown": self._shutdown,
@@ -162,6 +134,7 @@ class Server:
         self._stop_reason: str | None = None
         self._stop_deadline: float | None = None
         self._next_parent_check = 0.0
+        self._next_release = 0.0
 
     @property
     def endpoint(self) -> str:
@@ -172,30 +145,33 @@ class Server:
         self._stop_reason = self._stop_reason or reason
 
     def serve(self) -> int:
-        for lane in self._lanes.values():
-            lane.start()
+        self._retention.start()
+        self._routing.start()
         log.info("Listening on %s; loading the model from %s", self.endpoint, self.config.weights)
-        if self._replicate_refusal is None:
+        if self._routing.replicate_usable:
             log.info("Replicate runs up to %d jobs at once", self.config.replicate.concurrency)
         else:
-            log.info("No Replicate backend: %s", self._replicate_refusal[1])
+            log.info("No Replicate backend: %s", self._routing.replicate_refusal[1])
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._events, zmq.POLLIN)
         try:
             while not self._stopped():
-                ready = dict(poller.poll(TICK_SECONDS * 1000))
+                wait = RETRY_SECONDS if self._delivery.retrying else TICK_SECONDS
+                ready = dict(poller.poll(wait * 1000))
                 if self._events in ready:
                     self._drain_worker()
                 if self._socket in ready:
                     self._drain_clients()
-                self._send_heartbeats()
+                self._jobs.heartbeat()
+                self._delivery.flush()
                 self._watch()
+                self._release_memory()
                 if self._stop_reason and self._stop_deadline is None:
                     self._begin_stop()
             self._drain_worker()
-            for active in list(self._jobs.values()):  # it outlived the grace period, and still gets its end
-                self._fail(active, "shutting_down", _SHUTTING_DOWN)
+            self._jobs.end_all()
+            self._delivery.flush()
         finally:
             self._close()
         log.info("Stopped")
@@ -206,12 +182,25 @@ class Server:
     def _lane(self, backend: Backend, threads: int) -> Lane:
         return Lane(backend, threads, self._context, WORKER_EVENTS, self._store.results_dir)
 
+    def _folders(self) -> dict[Path, str]:
+        """What a sidecar that other machines reach shows for its own folders in messages."""
+        folders = {
+            self.config.data_dir: "[data folder]",
+            Path(tempfile.gettempdir()): "[temporary folder]",
+            Path(sys.prefix): "[python]",
+            Path(sys.base_prefix): "[python]",
+            Path.home(): "~",
+        }
+        if is_local(self.config.weights):
+            folders[Path(self.config.weights)] = f"[weights folder {Path(self.config.weights).name}]"
+        return folders
+
     def _bind(self) -> zmq.Socket:
         socket = self._context.socket(zmq.ROUTER)
         socket.linger = 1000  # lets the last terminal messages leave when we stop
         socket.router_handover = True  # a client reconnecting with its routing id takes over its jobs
         # The transport drops frames far beyond the image cap; those a little over it get an error reply.
-        socket.maxmsgsize = 2 * self.limits.image_bytes + MAX_HEADER_BYTES
+        socket.maxmsgsize = 2 * self.config.limits.image_bytes + MAX_HEADER_BYTES
         if self.config.keys is not None:
             socket.curve_server = True
             socket.curve_publickey = self.config.keys.public
@@ -231,30 +220,24 @@ class Server:
     def _stopped(self) -> bool:
         if self._stop_deadline is None:
             return False
-        return not self._any_worker_alive() or time.monotonic() > self._stop_deadline
+        return not self._routing.any_alive() or time.monotonic() > self._stop_deadline
 
     def _begin_stop(self) -> None:
         log.info("Stopping: %s", self._stop_reason)
         self._stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for active in list(self._jobs.values()):
-            if active.ticket.cancel():  # queued: ends now; the running job ends at its next progress report
-                self._fail(active, "shutting_down", _SHUTTING_DOWN)
-        for lane in self._lanes.values():
-            lane.stop()
+        self._jobs.stop()
+        self._routing.stop()
 
     def _close(self) -> None:
         self._socket.close()
         self._events.close(linger=0)
         self._store.close()
-        if not self._any_worker_alive():  # else their sockets keep term() waiting; the process ends anyway
+        if not self._routing.any_alive():  # else their sockets keep term() waiting; the process ends anyway
             self._context.term()
-
-    def _any_worker_alive(self) -> bool:
-        return any(lane.any_alive() for lane in self._lanes.values())
 
     def _watch(self) -> None:
         """Stop when a worker thread has died (its jobs could not end) or the parent process has gone."""
-        if not all(lane.all_alive() for lane in self._lanes.values()) and self._stop_deadline is None:
+        if not self._routing.all_alive() and self._stop_deadline is None:
             self.request_stop("a worker thread has died")
         if self._parent is None or time.monotonic() < self._next_parent_check:
             return
@@ -262,21 +245,17 @@ class Server:
         if not is_alive(self._parent):
             self.request_stop(f"the parent process {self._parent.pid} has exited")
 
-    def _send(self, peer: bytes, frames: list) -> None:
-        self._socket.send_multipart([peer, *frames], copy=False)
+    def _release_memory(self) -> None:
+        if time.monotonic() >= self._next_release:
+            self._next_release = time.monotonic() + RELEASE_SECONDS
+            release_freed_memory()
 
-    def _reply(
-        self, peer: bytes, request: dict[str, Any], message_type: str, job: str | None = None, **fields: Any
-    ) -> None:
+    def _reply(self, peer: bytes, request: dict[str, Any], message_type: str, **fields: Any) -> None:
         """Answer a request, echoing its request_id so that the client can match the answer to it."""
-        request_id = request.get("request_id")
-        if isinstance(request_id, str) and len(request_id) <= 64:
-            fields["request_id"] = request_id
-        self._send(peer, encode(message_type, job, **fields))
-
-    def _reply_error(self, peer: bytes, request: dict[str, Any], error: ProtocolError) -> None:
         job = request.get("job") if is_job_id(request.get("job")) else None
-        self._reply(peer, request, "error", job, **error_fields(error.code, str(error)))
+        if is_request_id(request.get("request_id")):
+            fields["request_id"] = request["request_id"]
+        self._delivery.reply(peer, encode(message_type, job, **fields))
 
     def _drain_clients(self) -> None:
         for _ in range(MESSAGES_PER_TICK):
@@ -301,48 +280,48 @@ class Server:
             handler(peer, message)
         except ProtocolError as exc:
             log.info("Refused a %.40r message (%s): %s", header.get("type", "malformed"), exc.code, exc)
-            self._reply_error(peer, header, exc)
+            self._reply(peer, header, "error", **error_fields(exc.code, str(exc)))
         except Exception:
             log.exception("A %.40r message could not be handled", header.get("type"))
-            failure = ProtocolError(
-                "internal", "The sidecar failed to handle the message; its log has the details."
-            )
-            self._reply_error(peer, header, failure)
+            message = "The sidecar failed to handle the message; its log has the details."
+            self._reply(peer, header, "error", **error_fields("internal", message))
 
-    # Requests.
+    def _drain_worker(self) -> None:
+        while True:
+            try:
+                frames = self._events.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            message = decode(frames, max_header_bytes=None)
+            try:
+                self._jobs.on_worker_event(message)
+            except Exception:  # the store failing (a full disk), say: the service goes on
+                log.exception("The %s event of job %s could not be handled", message.type, message.job)
+
+    # Requests about the sidecar.
 
     def _hello(self, peer: bytes, message: Message) -> None:
-        running = next((active.id for active in self._jobs.values() if not active.queued), None)
         self._reply(
             peer,
             message.header,
             "hello",
             protocol=PROTOCOL_VERSION,
             version=__version__,
-            backends=list(self._lanes),
+            backends=self._routing.backends,
             **self._model_fields(),
-            queue_length=self._queue_length(),
-            running=running,
-            stages=list(
-                dict.fromkeys([*STAGES, *(replicate_settings.STAGES if "replicate" in self._lanes else ())])
-            ),
-            replicate=self._replicate_fields(),
+            queue_length=self._active.queue_length(),
+            running=self._active.running(),
+            stages=self._routing.stages,
+            replicate=self._routing.replicate_fields(),
             heartbeat_seconds=HEARTBEAT_SECONDS,
-            limits=self.limits.describe(),
+            limits=self.config.limits.describe(),
         )
 
     def _status(self, peer: bytes, message: Message) -> None:
-        jobs = [
-            {"job": active.id, **active.progress_fields(self._position(active))}
-            for active in self._jobs.values()
-        ]
+        jobs = [{"job": job.id, **job.progress_fields(self._active.position(job))} for job in self._active]
+        queue_length = self._active.queue_length()
         self._reply(
-            peer,
-            message.header,
-            "status",
-            jobs=jobs,
-            queue_length=self._queue_length(),
-            **self._model_fields(),
+            peer, message.header, "status", jobs=jobs, queue_length=queue_length, **self._model_fields()
         )
 
     def _list(self, peer: bytes, message: Message) -> None:
@@ -358,299 +337,16 @@ class Server:
         self._reply(peer, message.header, "shutdown")
         self.request_stop("a client asked it to")
 
-    def _submit(self, peer: bytes, message: Message) -> None:
-        job = _job_of(message)
-        if self._stop_reason:
-            raise ProtocolError("shutting_down", _SHUTTING_DOWN)
-        image = message.payloads.get("image")
-        if image is None:
-            raise ProtocolError(
-                "missing_payload", 'A submit carries the image in a payload frame named "image".'
-            )
-        if len(image) > self.limits.image_bytes:
-            raise ProtocolError(
-                "payload_too_large",
-                f"The image file is {format_bytes(len(image))}; this sidecar takes images up to "
-                f"{format_bytes(self.limits.image_bytes)}. Scale it down or save it as JPEG.",
-            )
-        params = parse_params(
-            message.header.get("params"), tuple(self._replicate_models), self._replicate_refusal
-        )
-        deliver = _delivery(message.header)
-        filename = _filename(message.header)
-        digest = hashlib.sha256(image).hexdigest()
-        fingerprint = (digest, params.to_wire())
-
-        if (active := self._jobs.get(job)) is not None:  # a resubmission: answer with the job's state
-            _check_same_job(job, active.fingerprint, fingerprint)
-            active.subscribers[peer] = deliver
-            self._send(peer, encode("accepted", job, params=fingerprint[1], filename=filename))
-            self._send_progress(active, [peer])
-            return
-        record = self._store.get(job)
-        if record is not None:
-            _check_same_job(job, (record.image_sha256, record.params), fingerprint)
-            if not (record.status == "failed" and record.retryable):
-                self._send(peer, encode("accepted", job, params=record.params, filename=record.filename))
-                self._send_outcome(peer, record, deliver)
-                return
-        cache_keys = self._cache_keys(params, digest)
-        cached = next(filter(None, map(self._store.cached_result, cache_keys)), None)
-        if cached is not None:
-            log.info("Job %s is answered with the result of job %s", job, cached.id)
-            record = self._store.reuse(cached, job, filename, params.to_wire())
-            self._send(peer, encode("accepted", job, params=record.params, filename=filename))
-            self._send_outcome(peer, record, deliver)
-            return
-        if self._queue_length() >= self.limits.queue_size:
-            raise ProtocolError(
-                "queue_full",
-                f"{self.limits.queue_size} jobs are already waiting; submit this one when some are done.",
-            )
-        self._store.add(
-            JobRecord(
-                id=job,
-                status="queued",
-                image_sha256=digest,
-                filename=filename,
-                params=params.to_wire(),
-                cache_key=cache_keys[0],
-                model=self._identity(params, params.runs_on),
-                backend=params.runs_on,
-                created_at=time.time(),
-            )
-        )
-        active = ActiveJob(Ticket(job, image, params, filename), fingerprint, {peer: deliver})
-        self._jobs[job] = active
-        self._lanes[params.runs_on].put(active.ticket)
-        log.info("Job %s accepted (%s, %s bytes)", job, filename or "unnamed image", f"{len(image):,}")
-        self._send(peer, encode("accepted", job, params=params.to_wire(), filename=filename))
-        self._send_progress(active, [peer])
-
-    def _cancel(self, peer: bytes, message: Message) -> None:
-        job = _job_of(message)
-        active = self._jobs.get(job)
-        if active is None:
-            if self._store.get(job) is None:
-                raise ProtocolError("unknown_job", f"There is no job {job} to cancel.")
-            return  # it has finished, and its terminal message has gone out
-        if active.ticket.cancel():  # it had not started
-            self._store.cancel(job)
-            self._finish(active, encode("cancelled", job))
-        # Otherwise the worker stops it at its next progress report and says "cancelled".
-
-    def _fetch(self, peer: bytes, message: Message) -> None:
-        job = _job_of(message)
-        deliver = _delivery(message.header)
-        if (active := self._jobs.get(job)) is not None:
-            active.subscribers[peer] = deliver
-            self._send_progress(active, [peer])
-        elif (record := self._store.get(job)) is not None:
-            self._send_outcome(peer, record, deliver)
-        else:
-            raise ProtocolError(
-                "unknown_job", f"This sidecar has no job {job}; its store may have been emptied."
-            )
-
-    # The worker's events.
-
-    def _drain_worker(self) -> None:
-        while True:
-            try:
-                frames = self._events.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            message = decode([frames[0].bytes, *frames[1:]], max_header_bytes=None)
-            active = self._jobs.get(message.job)
-            if active is not None:
-                self._on_worker_event(active, message)
-
-    def _on_worker_event(self, active: ActiveJob, message: Message) -> None:
-        header = message.header
-        if message.type == "progress":
-            if active.queued:
-                self._store.mark_running(active.id)
-            active.stage, active.fraction = header["stage"], header["fraction"]
-            self._send_progress(active, active.subscribers)
-        elif message.type == "result":
-            record = self._store.finish(active.id, **{name: header[name] for name in RESULT_FIELDS})
-            del self._jobs[active.id]
-            cost = f", ${header['cost']:.4f}" if header["cost"] is not None else ""
-            log.info(
-                "Job %s done on %s in %.1f s%s",
-                active.id,
-                header["backend"],
-                sum(header["stage_seconds"].values()),
-                cost,
-            )
-            for peer, deliver in active.subscribers.items():
-                self._send_result(peer, record, deliver, message.payloads["glb"], from_store=False)
-        elif message.type == "cancelled" and self._stop_reason:
-            self._fail(active, "shutting_down", _SHUTTING_DOWN)
-        elif message.type == "cancelled":
-            log.info("Job %s cancelled", active.id)
-            self._store.cancel(active.id)
-            self._finish(active, encode("cancelled", active.id))
-        elif self._moves_to_replicate(active, header["code"]):
-            self._move_to_replicate(active, header["code"], header["message"])
-        else:
-            code, text = header["code"], header["message"]
-            if active.failover is not None:
-                text = f"{text} (It went to Replicate because {active.failover['reason']}.)"
-            log.info("Job %s failed (%s): %s", active.id, code, text)
-            self._fail(active, code, text, **{name: header.get(name) for name in FAILURE_FIELDS})
-
-    def _moves_to_replicate(self, active: ActiveJob, code: str) -> bool:
-        ready = "replicate" in self._lanes and self._stop_reason is None and not active.ticket.cancelled
-        return active.failover is None and moves_to_replicate(active.ticket.params, code, ready)
-
-    def _move_to_replicate(self, active: ActiveJob, code: str, message: str) -> None:
-        """An `auto` job failed locally for a reason Replicate does not share: the same job goes there,
-        with a ticket of its own (one that a cancel stops before it starts)."""
-        log.info("Job %s moves to Replicate: %s", active.id, message)
-        active.failover = failover(code, message)
-        params = active.ticket.params
-        self._store.update(
-            active.id,
-            backend="replicate",
-            model=self._identity(params, "replicate"),
-            cache_key=self._cache_keys(params, active.fingerprint[0])[-1],  # its result is a Replicate one
-            failover=active.failover,
-        )
-        active.ticket = Ticket(active.id, active.ticket.image, params, active.ticket.filename)
-        self._lanes["replicate"].put(active.ticket)
-
-    # Sending a job's events.
-
-    def _send_heartbeats(self) -> None:
-        now = time.monotonic()
-        for active in self._jobs.values():
-            if now - active.last_sent >= HEARTBEAT_SECONDS:
-                self._send_progress(active, active.subscribers)
-
-    def _send_progress(self, active: ActiveJob, peers) -> None:
-        frames = encode("progress", active.id, **active.progress_fields(self._position(active)))
-        for peer in peers:
-            self._send(peer, frames)
-        active.last_sent = time.monotonic()
-
-    def _send_result(self, peer: bytes, record: JobRecord, deliver: str, glb: Any, from_store: bool) -> None:
-        fields = {**record.describe(), "from_store": from_store}
-        if deliver == "path":
-            self._send(
-                peer,
-                encode("result", record.id, path=str(self._store.result_path(record).resolve()), **fields),
-            )
-        else:
-            self._send(peer, encode("result", record.id, payloads={"glb": glb}, **fields))
-
-    def _send_outcome(self, peer: bytes, record: JobRecord, deliver: str) -> None:
-        """A finished job's terminal message, from the store."""
-        if record.status == "cancelled":
-            self._send(peer, encode("cancelled", record.id))
-        elif record.status == "failed":
-            self._send(
-                peer, encode("error", record.id, **error_fields(record.error_code, record.error_message))
-            )
-        elif not self._store.result_path(record).is_file():
-            raise ProtocolError(
-                "result_missing", f"The model of job {record.id} was deleted from {self._store.results_dir}."
-            )
-        else:
-            glb = None if deliver == "path" else self._store.result_path(record).read_bytes()
-            self._send_result(peer, record, deliver, glb, from_store=True)
-
-    def _fail(self, active: ActiveJob, code: str, message: str, **record: Any) -> None:
-        self._store.fail(active.id, code, message, **record)
-        self._finish(active, encode("error", active.id, **error_fields(code, message)))
-
-    def _finish(self, active: ActiveJob, frames: list) -> None:
-        del self._jobs[active.id]
-        for peer in active.subscribers:
-            self._send(peer, frames)
-
-    # Small facts.
-
-    def _cache_keys(self, params: JobParams, image_sha256: str) -> list[str]:
-        """The keys of the stored results that may answer a job, its own first: an `auto` job takes a
-        Replicate result too, as it would end up there."""
-        local = params.cache_key(image_sha256, self._local.identity)
-        remote = self._replicate_models[params.replicate_model].cache_key(
-            image_sha256, params.generation, params.assets
-        )
-        return {"local": [local], "replicate": [remote], "auto": [local, remote]}[params.backend]
-
-    def _identity(self, params: JobParams, backend: str) -> str:
-        if backend == "local":
-            return self._local.identity
-        return self._replicate_models[params.replicate_model].identity
-
-    def _replicate_fields(self) -> dict[str, Any]:
-        code, problem = self._replicate_refusal or (None, None)
-        return {
-            "available": self._replicate_refusal is None,
-            "problem_code": code,
-            "problem": problem,
-            "models": list(self._replicate_models),
-            "concurrency": self.config.replicate.concurrency,
-        }
-
     def _model_fields(self) -> dict[str, Any]:
-        model = self._local.model_state
+        model = self._routing.local.model_state
         return {
             "device": model.device,
             "weights": model.state,
             "weights_source": self.config.weights,
-            "precision": self.config.precision,
+            "precision": self._routing.local.precision,
             "weights_error_code": model.error_code,
             "weights_error": model.error,
         }
-
-    def _queue_length(self) -> int:
-        return sum(active.queued for active in self._jobs.values())
-
-    def _position(self, active: ActiveJob) -> int | None:
-        """1 for the job that runs next on its backend; None for a job that runs."""
-        if not active.queued:
-            return None
-        lane = active.ticket.params.runs_on
-        queued = [job for job in self._jobs.values() if job.queued and job.ticket.params.runs_on == lane]
-        return queued.index(active) + 1
-
-
-_SHUTTING_DOWN = "The sidecar is shutting down; submit the job again once it runs."
-
-
-def _job_of(message: Message) -> str:
-    if message.job is None:
-        raise ProtocolError("bad_header", f'A {message.type} message needs the job id in "job".')
-    return message.job
-
-
-def _delivery(header: dict[str, Any]) -> str:
-    deliver = header.get("deliver", "bytes")
-    if deliver not in DELIVERY_MODES:
-        raise ProtocolError(
-            "bad_parameter", f'"deliver" must be one of {", ".join(DELIVERY_MODES)}, not {deliver!r}.'
-        )
-    return deliver
-
-
-def _filename(header: dict[str, Any]) -> str | None:
-    filename = header.get("filename")
-    if filename is not None and not (isinstance(filename, str) and len(filename) <= MAX_FILENAME_LENGTH):
-        raise ProtocolError(
-            "bad_parameter", f'"filename" must be a string of at most {MAX_FILENAME_LENGTH} characters.'
-        )
-    return filename
-
-
-def _check_same_job(job: str, known: tuple[str, dict], submitted: tuple[str, dict]) -> None:
-    if known != submitted:
-        what = "image" if known[0] != submitted[0] else "parameters"
-        raise ProtocolError(
-            "job_conflict", f"Job {job} already exists with another {what}; give a new job a new id."
-        )
 
 
 def _parent_process(pid: int | None) -> psutil.Process | None:

@@ -1,7 +1,9 @@
 """The job store: `jobs.sqlite` and `results/<job>.glb` in one data folder, kept across restarts.
 
 Only the socket thread uses the database. The worker writes the GLB files (atomically) before it reports a
-result, so a result in the database always has its file. Values are JSON in sqlite; nothing is pickled.
+result, so a result in the database has its file until the store's limits prune it (`retention.py`); a
+pruned result keeps its row, and its job is then answered with `result_missing`. Values are JSON in sqlite;
+nothing is pickled.
 """
 
 from __future__ import annotations
@@ -50,13 +52,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     created_at REAL NOT NULL,         -- Unix time
+    used_at REAL,                     -- when the result was last made or sent: the least recent goes first
     finished_at REAL
 );
+-- What the jobs whose rows were pruned had cost, so that the total stays what was paid.
+CREATE TABLE IF NOT EXISTS pruned (id INTEGER PRIMARY KEY CHECK (id = 0), cost REAL NOT NULL);
+INSERT OR IGNORE INTO pruned VALUES (0, 0.0);
 CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key, status);
 CREATE INDEX IF NOT EXISTS jobs_by_created_at ON jobs (created_at);
 """
 # Columns later releases added, for a database an earlier one made.
-ADDED_COLUMNS = {"metrics": "TEXT", "prediction": "TEXT", "failover": "TEXT"}
+ADDED_COLUMNS = {
+    "metrics": "TEXT",
+    "prediction": "TEXT",
+    "failover": "TEXT",
+    "used_at": "REAL",
+}
 JSON_COLUMNS = ("params", "stage_seconds", "metrics", "failover")
 
 
@@ -91,6 +102,7 @@ class JobRecord:
     error_message: str | None = None
     created_at: float = 0.0
     finished_at: float | None = None
+    used_at: float | None = None
 
     @property
     def retryable(self) -> bool:
@@ -99,9 +111,10 @@ class JobRecord:
     def describe(self) -> dict[str, Any]:
         """The record as `result` headers and `list` entries carry it (without the job id)."""
         described = asdict(self)
-        for internal in ("id", "cache_key", "glb_file"):
+        for internal in ("id", "cache_key", "glb_file", "used_at"):
             del described[internal]
         described["total_seconds"] = round(sum((self.stage_seconds or {}).values()), 4)
+        described["cost_estimated"] = cost_estimated(self.cost, self.metrics)
         return described
 
 
@@ -168,13 +181,25 @@ class Store:
         self._db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'", (job,))
 
     def total_cost(self) -> float:
-        """What all the jobs in the store cost, in US dollars (failed predictions are paid for too)."""
-        return round(self._db.execute("SELECT TOTAL(cost) FROM jobs").fetchone()[0], 6)
+        """What all the jobs ever in the store cost, in US dollars (failed and cancelled predictions are paid
+        for too, and pruned rows count with what they cost)."""
+        (listed,) = self._db.execute("SELECT TOTAL(cost) FROM jobs").fetchone()
+        (pruned,) = self._db.execute("SELECT cost FROM pruned").fetchone()
+        return round(listed + pruned, 6)
 
-    def finish(self, job: str, **outcome: Any) -> JobRecord:
-        """Record a finished job; `outcome` holds the result's metadata columns."""
-        self.update(job, status="done", glb_file=result_name(job), finished_at=time.time(), **outcome)
+    def finish(self, job: str, glb_file: str, **outcome: Any) -> JobRecord:
+        """Record a finished job whose GLB is results/`glb_file`; `outcome` holds the result's metadata."""
+        now = time.time()
+        self.update(job, status="done", glb_file=glb_file, finished_at=now, used_at=now, **outcome)
         return self.get(job)
+
+    def touch(self, record: JobRecord) -> None:
+        """Note that a result was used again, so that it is among the last to be pruned."""
+        self._db.execute("UPDATE jobs SET used_at = ? WHERE glb_file = ?", (time.time(), record.glb_file))
+
+    def has_result(self, record: JobRecord) -> bool:
+        """Whether a finished job's GLB is still there (the store's limits may have pruned it)."""
+        return self.result_path(record).is_file()
 
     def fail(self, job: str, code: str, message: str, **record: Any) -> None:
         """Record a failed job; `record` holds what is known of its run (a failed prediction's cost)."""
@@ -187,10 +212,9 @@ class Store:
         assignments = ", ".join(f"{name} = ?" for name in row)
         self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*row.values(), job))
 
-    def cancel(self, job: str) -> None:
-        self._db.execute(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), job)
-        )
+    def cancel(self, job: str, **record: Any) -> None:
+        """Record a cancelled job; `record` holds what is known of its run (a cancelled prediction's cost)."""
+        self.update(job, status="cancelled", finished_at=time.time(), **record)
 
     def reuse(self, source: JobRecord, job: str, filename: str | None, params: dict[str, Any]) -> JobRecord:
         """Record `job` as answered with the result `source` made."""
@@ -204,9 +228,62 @@ class Store:
             cost=None if source.cost is None else 0.0,  # nothing ran, so nothing was paid
             created_at=now,
             finished_at=now,
+            used_at=now,
         )
         self.add(record)
+        self.touch(record)
         return record
+
+    # What the store's limits (retention.py) prune by.
+
+    def result_uses(self) -> dict[str, float]:
+        """Each GLB file that finished jobs name, with when it was last used."""
+        rows = self._db.execute(
+            "SELECT glb_file, MAX(COALESCE(used_at, finished_at, created_at)) FROM jobs "
+            "WHERE status = 'done' AND glb_file IS NOT NULL GROUP BY glb_file"
+        )
+        return dict(rows.fetchall())
+
+    def unused_since(self, moment: float) -> list[str]:
+        """The finished jobs whose results (or failures) nobody has used since `moment`."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE status IN ('done', 'failed', 'cancelled') "
+            "AND COALESCE(used_at, finished_at, created_at) < ?",
+            (moment,),
+        )
+        return [row[0] for row in rows]
+
+    def failures_beyond(self, keep: int) -> list[str]:
+        """The failed and cancelled jobs older than the newest `keep` of them."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE status IN ('failed', 'cancelled') ORDER BY created_at DESC LIMIT -1 "
+            "OFFSET ?",
+            (keep,),
+        )
+        return [row[0] for row in rows]
+
+    def forget(self, jobs: list[str]) -> set[str]:
+        """Delete jobs' rows; what they cost stays in the total. The GLB files no row names any more are
+        returned, for the caller to delete."""
+        files: set[str] = set()
+        for start in range(0, len(jobs), 500):  # sqlite's limit on the parameters of one statement
+            batch = jobs[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            rows = self._db.execute(f"SELECT glb_file FROM jobs WHERE id IN ({marks})", batch)
+            files |= {name for (name,) in rows if name}
+            self._db.execute("BEGIN")  # the cost moves and the rows go together, or neither does
+            try:
+                self._db.execute(
+                    f"UPDATE pruned SET cost = cost + (SELECT TOTAL(cost) FROM jobs WHERE id IN ({marks}))",
+                    batch,
+                )
+                self._db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", batch)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        named = self._db.execute("SELECT DISTINCT glb_file FROM jobs WHERE glb_file IS NOT NULL")
+        return files - {name for (name,) in named}
 
     def _add_columns(self) -> None:
         present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
@@ -254,6 +331,12 @@ class FolderLock:
             return is_alive(process) and process.create_time() <= self.path.stat().st_mtime + 1.0
         except (psutil.Error, OSError):
             return False
+
+
+def cost_estimated(cost: float | None, metrics: dict[str, float] | None) -> bool | None:
+    """Whether a cost was reckoned from the sidecar's own clock, Replicate having reported no
+    `predict_time` (a prediction cancelled, or one that stopped answering); None when nothing was paid."""
+    return None if cost is None else "predict_time" not in (metrics or {})
 
 
 def result_name(job: str) -> str:

@@ -2,12 +2,15 @@
 
 The local model gets a lane of one thread, so its jobs run one at a time on the accelerator; Replicate gets a
 few, so that a batch has several predictions in flight. Each thread reports to the socket thread over its own
-inproc ZeroMQ PUSH socket, in the protocol's own message format, and writes each GLB into the store's results
-folder before it reports the result. The socket thread never waits on a backend.
+inproc ZeroMQ PUSH socket, in the protocol's own message format (`progress`, `record` for facts the store
+should keep at once, then `result`, `error` or `cancelled`), and writes each GLB into the store's results
+folder before it reports the result, so that a full disk is the job's error and leaves no part of a file.
+The socket thread never waits on a backend.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -83,7 +86,7 @@ class Lane:
         try:
             self.backend.prepare()
             while (ticket := self._tickets.get()) is not None:
-                if ticket.start():
+                if ticket.start(functools.partial(emit, "record", ticket.job)):
                     self._run(ticket, emit)
         finally:
             events.close()
@@ -92,8 +95,8 @@ class Lane:
         try:
             outcome = self.backend.run(ticket, ProgressReporter(ticket, emit))
             write_atomically(self._results_dir / result_name(ticket.job), outcome.glb)
-        except JobCancelled:
-            emit("cancelled", ticket.job)
+        except JobCancelled as exc:
+            emit("cancelled", ticket.job, **exc.record)
         except Exception as exc:
             code, message = describe_failure(exc)
             record = exc.record if isinstance(exc, JobFailed) else {}

@@ -82,12 +82,15 @@ def run_job(client: SidecarClient, image: bytes, params: dict | None = None, **o
 
 
 class RawPeer:
-    """A bare DEALER socket, for the messages the client would never send."""
+    """A bare DEALER socket with ZeroMQ's default options, for the messages the client would never send and
+    the clients that do not read."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, routing_id: bytes | None = None):
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
+        if routing_id is not None:
+            self.socket.routing_id = routing_id
         self.socket.connect(endpoint)
 
     def send(self, *frames: bytes) -> None:

@@ -62,18 +62,28 @@ class Launcher:
         self.weights = weights
         self.started: list[Sidecar] = []
 
-    def spawn(self, *args: str, data_dir: Path | None = None, endpoint: str | None = None) -> Sidecar:
-        """A sidecar process, not yet known to be ready."""
+    def spawn(
+        self,
+        *args: str,
+        data_dir: Path | None = None,
+        endpoint: str | None = None,
+        weights: Path | None = None,
+        max_file_bytes: int | None = None,
+    ) -> Sidecar:
+        """A sidecar process, not yet known to be ready; `max_file_bytes` limits the size of every file it
+        writes, as a full disk would (RLIMIT_FSIZE: writing further fails with EFBIG)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
         data_dir = data_dir or self.folder / f"data-{len(self.started)}"
         log_path = self.folder / f"sidecar-{len(self.started)}.log"
         command = [
-            sys.executable, "-m", "sidecar", "serve", "--bind", endpoint, "--weights", str(self.weights),
-            "--device", "cpu", "--data-dir", str(data_dir), *args,
+            sys.executable, "-m", "sidecar", "serve", "--bind", endpoint,
+            "--weights", str(weights or self.weights), "--device", "cpu", "--data-dir", str(data_dir), *args,
         ]  # fmt: skip
         with log_path.open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_file_size_limit(max_file_bytes)
+            )
         sidecar = Sidecar(process, endpoint, data_dir, log_path)
         self.started.append(sidecar)
         return sidecar
@@ -86,3 +96,15 @@ class Launcher:
     def stop_all(self) -> None:
         for sidecar in self.started:
             sidecar.stop()
+
+
+def _file_size_limit(max_bytes: int | None):
+    if max_bytes is None:
+        return None
+
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit

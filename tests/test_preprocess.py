@@ -7,10 +7,11 @@ import logging
 
 import numpy as np
 import pytest
+from odd_images import EPS, RAMP, bomb, modes
 from PIL import Image
 
 from sidecar.triposr.errors import ImageError
-from sidecar.triposr.preprocess import open_image, prepare_image
+from sidecar.triposr.preprocess import as_rgb, open_image, prepare_image
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -94,3 +95,31 @@ def test_missing_files_and_empty_foregrounds_are_refused(tmp_path):
         prepare_image(transparent)
     with pytest.raises(ImageError, match="foreground ratio"):
         prepare_image(square_on((255, 255, 255)), foreground_ratio=0.0)
+
+
+@pytest.mark.parametrize("mode", modes())
+def test_every_pixel_mode_becomes_the_8_bit_image_it_shows(mode):
+    image = open_image(modes()[mode])
+    assert image.mode == mode
+    converted = np.asarray(as_rgb(image))
+    np.testing.assert_array_equal(converted[..., :3], np.repeat(RAMP[..., None], 3, axis=2))
+    if mode in ("LA", "P"):  # their transparency is kept: LA's alpha, P's see-through entry (black)
+        assert converted.shape[2] == 4
+        np.testing.assert_array_equal(converted[..., 3], 255 if mode == "LA" else np.where(RAMP == 0, 0, 255))
+    else:
+        assert converted.shape[2] == 3
+
+
+def test_only_the_allowed_formats_are_decoded_and_a_bomb_is_too_large():
+    with pytest.raises(ImageError, match="PNG, JPEG, WEBP, BMP or TIFF") as eps:
+        open_image(EPS)
+    assert eps.value.reason == "unrecognized"
+    with pytest.raises(ImageError, match="more pixels than the limit") as claimed:
+        open_image(bomb())
+    assert claimed.value.reason == "too_large"
+
+
+def test_a_plain_opaque_image_says_no_object_stands_out():
+    with pytest.raises(ImageError, match="no object could be told apart") as caught:
+        prepare_image(Image.new("RGB", (64, 64), (240, 240, 240)))
+    assert caught.value.reason == "no_foreground"

@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import zmq
 
 from shared.client import SidecarClient, SidecarUnavailable
 from shared.protocol import (
@@ -100,6 +102,7 @@ def test_job_parameters_get_defaults_and_are_checked():
     wrong = [
         {"resolution": "high"}, {"resolution": 4}, {"resolution": True}, {"foreground_ratio": 0},
         {"threshold": float("inf")}, {"remove_background": 1}, {"sparse": "yes"}, {"colour": "red"}, [1],
+        {"chunk_size": 512},
         {"texture": 1000}, {"texture": -512}, {"faces": 50}, {"faces": -1}, {"faces": 2.5}, {"smooth": 101},
         {"height": -1}, {"height": float("nan")}, {"min_piece": 1.5}, {"ground": "yes"}, {"cleanup": 0},
     ]  # fmt: skip
@@ -183,3 +186,41 @@ def test_the_shared_package_works_vendored_inside_another_package(tmp_path):
     done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("header", "complaint"),
+    [
+        ({"v": True, "type": "hello"}, '"v" must be the integer 1'),
+        ({"v": 1.0, "type": "hello"}, '"v" must be the integer 1'),
+        ({"v": "1", "type": "hello"}, '"v" must be the integer 1'),
+        ({"v": 1, "type": "hello", "request_id": "x" * 65}, '"request_id" must be a string of 1 to 64'),
+        ({"v": 1, "type": "hello", "request_id": 7}, '"request_id" must be a string of 1 to 64'),
+        ({"v": 1, "type": "hello", "request_id": ""}, '"request_id" must be a string of 1 to 64'),
+    ],
+)
+def test_a_version_that_is_not_the_integer_1_or_a_bad_request_id_is_a_bad_header(header, complaint):
+    with pytest.raises(ProtocolError) as refused:
+        decode([json.dumps(header).encode()])
+    assert refused.value.code == "bad_header"
+    assert complaint in str(refused.value)
+    assert decode([json.dumps({"v": 1, "type": "hello", "request_id": "x" * 64}).encode()]).type == "hello"
+
+
+def test_job_events_that_arrive_with_a_reply_are_kept_for_poll(monkeypatch):
+    # The cause of a flaky service test: the reply to a blocking request came in one batch with the job's
+    # last events, and everything received after the reply was dropped.
+    request_id = uuid.uuid4()
+    monkeypatch.setattr(uuid, "uuid4", lambda: request_id)
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as sidecar:
+        port = sidecar.bind_to_random_port("tcp://127.0.0.1")
+        with SidecarClient(f"tcp://127.0.0.1:{port}") as client:
+            job = client.submit(b"png", job_id=new_job_id())
+            peer = sidecar.recv_multipart()[0]
+            # The reply and the job's last events are on their way before the client asks.
+            sidecar.send_multipart([peer, encode("status", request_id=request_id.hex, jobs=[])[0]])
+            sidecar.send_multipart([peer, encode("progress", job, stage="export", fraction=1.0)[0]])
+            sidecar.send_multipart([peer, encode("cancelled", job)[0]])
+            assert client.status()["jobs"] == []
+            events = client.poll(timeout=2.0)
+    assert [(event.type, event.job) for event in events] == [("progress", job), ("cancelled", job)]

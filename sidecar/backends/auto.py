@@ -23,3 +23,13 @@ def moves_to_replicate(params: JobParams, code: str, replicate_ready: bool) -> b
 def failover(code: str, message: str) -> dict[str, Any]:
     """What a result (or an error) records about a job that moved: from where, and why."""
     return {"from": "local", "to": "replicate", "code": code, "reason": CLOUD_FIXES[code], "message": message}
+
+
+def why_it_stayed(params: JobParams, code: str, replicate_refusal: tuple[str, str] | None) -> str:
+    """What the local error of an `auto` job adds when Replicate would have run it but cannot here (no token,
+    say), so that the person reading it knows what stands in the way; empty otherwise."""
+    if params.backend != "auto" or code not in CLOUD_FIXES or replicate_refusal is None:
+        return ""
+    return (
+        f" (auto would have moved the job to Replicate, which cannot run jobs here: {replicate_refusal[1]})"
+    )

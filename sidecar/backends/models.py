@@ -12,7 +12,10 @@ shape:
 In `input`, a string that is exactly `{name}` stands for the image (`{image}`) or for one of the job's
 parameters (`{foreground_ratio}`, `{remove_background}`, `{resolution}`, ...); everything else is sent as it
 is. `output` is a dotted path into the prediction's output (empty: the output itself). `version` may be left
-out for Replicate's official models, which run their latest version.
+out for Replicate's official models, which run their latest version. `vertex_colours` says what the numbers
+of a mesh's vertex colours (glTF's COLOR_0, or a PLY's or OBJ's) mean: "srgb" (the default) for files that
+trimesh wrote, as most models on Replicate do, which hold the image's sRGB bytes; "linear" for files that
+follow the glTF specification, whose COLOR_0 is linear light.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ PLACEHOLDERS = (IMAGE, *(field.name for field in fields(GenerationParams)))
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _MODEL_NAME = re.compile(r"[\w.-]+/[\w.-]+")
 _VERSION = re.compile(r"[0-9a-f]{64}")
-_KEYS = {"model", "version", "input", "output", "frame", "price_per_second", "hardware"}
+_KEYS = {"model", "version", "input", "output", "frame", "price_per_second", "hardware", "vertex_colours"}
+COLOUR_SPACES = ("srgb", "linear")
 
 
 class ModelConfigError(Exception):
@@ -109,6 +113,7 @@ class ReplicateModel:
     frame: tuple[tuple[float, ...], ...]  # 3 x 3, from the model's frame to ours
     price_per_second: float  # US dollars per second of prediction time
     hardware: str
+    vertex_colours: str = "srgb"  # what its files' vertex colours hold: "srgb" bytes or "linear" light
 
     @property
     def identity(self) -> str:
@@ -189,6 +194,9 @@ def _model(name: str, spec: Any, price_per_second: float) -> ReplicateModel:
     hardware = spec.get("hardware", DEFAULT_HARDWARE)
     if not isinstance(hardware, str):
         raise problem('"hardware" must be a string.')
+    vertex_colours = spec.get("vertex_colours", COLOUR_SPACES[0])
+    if vertex_colours not in COLOUR_SPACES:
+        raise problem(f'"vertex_colours" must be one of {", ".join(COLOUR_SPACES)}, not {vertex_colours!r}.')
     return ReplicateModel(
         name=name,
         model=model,
@@ -198,6 +206,7 @@ def _model(name: str, spec: Any, price_per_second: float) -> ReplicateModel:
         frame=_frame(spec.get("frame", "ours"), problem),
         price_per_second=float(price),
         hardware=hardware,
+        vertex_colours=vertex_colours,
     )
 
 

@@ -2,7 +2,8 @@
 
 Models answer with a URL, a list or a dict of them; the file may be a GLB (with vertex colours or a texture),
 an OBJ, a PLY or an STL. Whatever it is, the result is one surface in our frame, with linear vertex colours
-or its texture kept, ready for the same asset stages and GLB writer as a local result.
+(the model's entry says whether its files hold sRGB or linear ones) or its texture kept, ready for the same
+asset stages and GLB writer as a local result.
 """
 
 from __future__ import annotations
@@ -67,11 +68,14 @@ def find_mesh(output: Any, path: tuple[str, ...], model: str) -> Any:
     raise JobFailed("output_unusable", f"The output of {model} holds no mesh file: {_shape(found)}.")
 
 
-def read_surface(data: bytes, url: str, model: str, frame: np.ndarray) -> Surface:
+def read_surface(
+    data: bytes, url: str, model: str, frame: np.ndarray, vertex_colours: str = "srgb"
+) -> Surface:
     """The surface a file holds, all its parts in one, turned (or mirrored) by `frame` into ours.
 
     A single textured part keeps its texture; several parts are coloured per vertex (their textures sampled
-    at the vertices), as they could not share one image.
+    at the vertices), as they could not share one image. `vertex_colours` says what the file's vertex colours
+    hold: "srgb" bytes (what trimesh writes) or "linear" light (what glTF's COLOR_0 is by its specification).
     """
     file_type = "glb" if data[:4] == b"glTF" else mesh_type(url)
     if file_type is None:
@@ -97,7 +101,7 @@ def read_surface(data: bytes, url: str, model: str, frame: np.ndarray) -> Surfac
     else:
         meshes = [_vertex_coloured(mesh) for mesh in meshes]
         mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
-        surface = Surface(mesh.vertices, mesh.faces, colours=_linear_vertex_colours(mesh))
+        surface = Surface(mesh.vertices, mesh.faces, colours=_linear_vertex_colours(mesh, vertex_colours))
     return _turned(surface, frame)
 
 
@@ -128,9 +132,11 @@ def _vertex_coloured(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return mesh
 
 
-def _linear_vertex_colours(mesh: trimesh.Trimesh) -> np.ndarray:
-    """trimesh's sRGB vertex colours as linear floats (its plain grey for a mesh with none)."""
-    return srgb_to_linear(mesh.visual.vertex_colors[:, :3] / 255.0).astype(np.float32)
+def _linear_vertex_colours(mesh: trimesh.Trimesh, colour_space: str) -> np.ndarray:
+    """The mesh's vertex colours, which trimesh holds as bytes whatever the file held, as linear floats (its
+    plain grey for a mesh with none)."""
+    colours = mesh.visual.vertex_colors[:, :3] / 255.0
+    return (srgb_to_linear(colours) if colour_space == "srgb" else colours).astype(np.float32)
 
 
 def _shape(output: Any) -> str:

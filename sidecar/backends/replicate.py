@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -69,7 +69,43 @@ class DeadlineTransport(httpx.HTTPTransport):
             phase: self._seconds if limits.get(phase) is None else min(limits[phase], self._seconds)
             for phase in ("connect", "read", "write", "pool")
         }
-        return super().handle_request(request)
+        started = time.monotonic()
+        try:
+            return super().handle_request(request)
+        except httpx.TimeoutException as exc:
+            exc.waited = time.monotonic() - started  # for the message that says how long it waited
+            raise
+
+
+@dataclass
+class Watch:
+    """A prediction as the sidecar follows it: its stage ("starting" while Replicate boots the model, then
+    "predict"), since when, and how far its progress bar is."""
+
+    prediction: Prediction
+    clock: StageClock
+    stage: str = ""
+    since: float = 0.0
+    fraction: float = 0.0
+
+    def see(self) -> None:
+        """Follow the prediction's status: a stage that has ended is timed and reported done."""
+        current = "starting" if self.prediction.status == "starting" else "predict"
+        if current != self.stage:
+            self.end_stage()
+            self.stage, self.since, self.fraction = current, time.perf_counter(), 0.0
+
+    def end_stage(self) -> None:
+        if self.stage:
+            self.clock.seconds[self.stage] = time.perf_counter() - self.since
+            self.clock.report(self.stage, 1.0)
+
+    def cost(self, metrics: dict[str, float], price_per_second: float) -> float:
+        """Replicate bills the time the model ran, which its metrics report; where they do not (a prediction
+        cancelled, or out of reach), the sidecar's own clock is the estimate."""
+        running = time.perf_counter() - self.since if self.stage == "predict" else 0.0
+        seconds = metrics.get("predict_time", self.clock.seconds.get("predict", running))
+        return round(seconds * price_per_second, 6)
 
 
 class ReplicateBackend:
@@ -103,21 +139,18 @@ class ReplicateBackend:
                     filename=f"image.{(image.format or 'png').lower()}",
                     content_type=Image.MIME.get(image.format or "", "application/octet-stream"),
                 )
-            # From here on a prediction runs, and is paid for: a cancel or a deadline below cancels it.
-            prediction = self._create(client, model, ticket, uploaded.urls["get"])
+            # From here on a prediction runs, and is paid for: a cancel, a deadline or a failure below
+            # cancels it, and its cost is kept whatever happens.
+            watch = Watch(self._create(client, model, ticket, uploaded.urls["get"]), clock)
+            prediction = watch.prediction
+            ticket.record(prediction=prediction.id)
             log.info("Job %s is prediction %s of %s", ticket.job, prediction.id, model.model)
             try:
-                self._follow(client, prediction, ticket, clock)
-            except (JobCancelled, JobFailed, httpx.TimeoutException):
-                self._cancel(client, prediction.id)
-                raise
-            metrics = {
-                name: value
-                for name, value in (prediction.metrics or {}).items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool)
-            }
-            # Replicate bills the time the model ran; our own clock is the estimate where it says nothing.
-            cost = round(metrics.get("predict_time", clock.seconds["predict"]) * model.price_per_second, 6)
+                self._follow(client, watch, ticket)
+            except (JobCancelled, JobFailed, ReplicateException, httpx.HTTPError) as exc:
+                raise self._stopped(client, watch, model, exc) from None
+            metrics = _metrics(prediction)
+            cost = watch.cost(metrics, model.price_per_second)
             if prediction.status != "succeeded":
                 raise self._unfinished(prediction, model, cost, metrics)
             output = transform_output(prediction.output, client)
@@ -125,7 +158,7 @@ class ReplicateBackend:
                 item = find_mesh(output, model.output, model.model)
                 data = self._fetch(item, model)
             with clock.stage("convert"):
-                original = read_surface(data, str(item), model.model, model.matrix())
+                original = read_surface(data, str(item), model.model, model.matrix(), model.vertex_colours)
         surface = finish(original, mesh_colour_source(original), cloud_options(original, ticket), clock)
         with clock.stage("export"):
             glb = surface_to_glb(surface, ticket.name)
@@ -144,14 +177,16 @@ class ReplicateBackend:
     def _client(self) -> Client:
         client = getattr(self._clients, "client", None)
         if client is None:
-            client = Client(
-                api_token=self._token,
-                base_url=self._base_url,
-                timeout=httpx.Timeout(self._request_timeout),
-                transport=DeadlineTransport(self._request_timeout),
-            )
-            self._clients.client = client
+            client = self._clients.client = self._new_client()
         return client
+
+    def _new_client(self) -> Client:
+        return Client(
+            api_token=self._token,
+            base_url=self._base_url,
+            timeout=httpx.Timeout(self._request_timeout),
+            transport=DeadlineTransport(self._request_timeout),
+        )
 
     def _create(self, client: Client, model: ReplicateModel, ticket: Ticket, image_url: str) -> Prediction:
         """Create the prediction; while Replicate rate-limits, wait as it asks (or longer each time)."""
@@ -168,22 +203,19 @@ class ReplicateBackend:
                 ticket.wait_cancelled(wait)
         return client.predictions.create(input=inputs, **target)  # the last try: a refusal is the job's
 
-    def _follow(self, client: Client, prediction: Prediction, ticket: Ticket, clock: StageClock) -> None:
+    def _follow(self, client: Client, watch: Watch, ticket: Ticket) -> None:
         """Poll the prediction until it ends, reporting its status (and the progress bar in its logs)."""
         deadline = time.monotonic() + self._job_timeout
-        stage, since, fraction = "", time.perf_counter(), 0.0
+        prediction = watch.prediction
         while True:
-            current = "starting" if prediction.status == "starting" else "predict"
-            if current != stage:
-                if stage:
-                    clock.seconds[stage] = time.perf_counter() - since
-                    clock.report(stage, 1.0)
-                stage, since, fraction = current, time.perf_counter(), 0.0
+            watch.see()
             if prediction.status in TERMINAL_STATUSES:
                 break
-            if stage == "predict" and (progress := prediction.progress) is not None:
-                fraction = max(fraction, min(progress.percentage, 1.0))  # a second bar must not go back
-            clock.report(stage, fraction)
+            if watch.stage == "predict" and (progress := prediction.progress) is not None:
+                watch.fraction = max(
+                    watch.fraction, min(progress.percentage, 1.0)
+                )  # a 2nd bar must not go back
+            watch.clock.report(watch.stage, watch.fraction)
             if time.monotonic() > deadline:
                 raise JobFailed(
                     "remote_timeout",
@@ -192,16 +224,41 @@ class ReplicateBackend:
                 )
             ticket.wait_cancelled(client.poll_interval)
             prediction.reload()
-        clock.seconds[stage] = time.perf_counter() - since
-        clock.report(stage, 1.0)
+        watch.end_stage()
 
-    def _cancel(self, client: Client, prediction_id: str) -> None:
+    def _stopped(self, client: Client, watch: Watch, model: ReplicateModel, exc: Exception) -> Exception:
+        """The job ends while its prediction may still run (and be billed): cancel the prediction, and have
+        the job's end carry what it cost. A Replicate that stopped answering is not waited for a second
+        time: the cancel goes on in the background, and the sidecar's clock says what the prediction cost."""
+        prediction_id = watch.prediction.id
+        if isinstance(exc, httpx.TransportError):
+            threading.Thread(
+                target=self._cancel, args=(self._new_client(), prediction_id), daemon=True
+            ).start()
+            metrics: dict[str, float] = {}
+        else:
+            metrics = _metrics(self._cancel(client, prediction_id))
+        record = {
+            "cost": watch.cost(metrics, model.price_per_second),
+            "metrics": metrics,
+            "prediction": prediction_id,
+        }
+        if isinstance(exc, JobCancelled):
+            return JobCancelled(str(exc), **record)
+        failure = exc if isinstance(exc, JobFailed) else self._failure(exc, model)
+        failure.record.update(record)
+        return failure
+
+    def _cancel(self, client: Client, prediction_id: str) -> Prediction | None:
+        """Cancel a prediction: the prediction as Replicate reports it then, or None without an answer."""
         try:
-            client.predictions.cancel(prediction_id)
-            log.info("Cancelled prediction %s on Replicate", prediction_id)
+            prediction = client.predictions.cancel(prediction_id)
         except (ReplicateException, httpx.HTTPError) as exc:
-            reason = self._redact(str(exc))
+            reason = self._redact(str(exc)) or type(exc).__name__
             log.warning("Prediction %s could not be cancelled on Replicate: %s", prediction_id, reason)
+            return None
+        log.info("Cancelled prediction %s on Replicate", prediction_id)
+        return prediction
 
     def _fetch(self, item: Any, model: ReplicateModel) -> bytes:
         """The output file's bytes: a FileOutput through the client (https: and data: URIs); a plain http:
@@ -234,27 +291,35 @@ class ReplicateBackend:
         """Replicate's refusals and the network's failures, as our error codes with a sentence each."""
         try:
             yield
-        except ReplicateError as exc:
-            raise self._refused(exc, model) from None
-        except httpx.TimeoutException:
-            raise JobFailed(
+        except (ReplicateError, httpx.HTTPError) as exc:
+            raise self._failure(exc, model) from None
+
+    def _failure(self, exc: ReplicateException | httpx.HTTPError, model: ReplicateModel) -> JobFailed:
+        if isinstance(exc, ReplicateError):
+            return self._refused(exc, model)
+        if isinstance(exc, httpx.TimeoutException):
+            waited = getattr(exc, "waited", self._request_timeout)
+            return JobFailed(
                 "remote_timeout",
-                f"Replicate stopped answering: no reply within {self._request_timeout:g} s. Submit the job "
-                "again later, or allow more time (serve --replicate-timeout).",
-            ) from None
-        except httpx.HTTPStatusError as exc:  # an output download (the API's own answers are ReplicateErrors)
-            raise JobFailed(
+                f"Replicate stopped answering: no reply after {waited:.1f} s of waiting (serve "
+                "--replicate-timeout). Submit the job again later, or allow more time.",
+            )
+        if isinstance(
+            exc, httpx.HTTPStatusError
+        ):  # an output download (the API's answers are ReplicateErrors)
+            return JobFailed(
                 "remote_error",
                 f"Downloading the model from {describe(str(exc.request.url))} failed with HTTP "
                 f"{exc.response.status_code}. Submit the job again.",
-            ) from None
-        except httpx.TransportError as exc:
+            )
+        if isinstance(exc, httpx.TransportError):
             reason = self._redact(str(exc)) or type(exc).__name__
-            raise JobFailed(
+            return JobFailed(
                 "network_down",
                 f"Cannot reach Replicate at {self._base_url} ({reason}). Check the internet connection, then "
                 "submit the job again.",
-            ) from None
+            )
+        return JobFailed("remote_error", f"Replicate failed: {self._redact(str(exc)) or type(exc).__name__}.")
 
     def _refused(self, exc: ReplicateError, model: ReplicateModel) -> JobFailed:
         detail = self._redact(exc.detail or exc.title or "no detail given")
@@ -301,6 +366,16 @@ def cloud_options(original: Surface, ticket: Ticket) -> AssetOptions:
         return options
     side = max(original.texture.shape[:2])
     return replace(options, texture=next((size for size in TEXTURE_SIZES if size >= side), TEXTURE_SIZES[-1]))
+
+
+def _metrics(prediction: Prediction | None) -> dict[str, float]:
+    """A prediction's metrics, the numbers among them (`predict_time`, `total_time`, ...)."""
+    reported = (prediction.metrics if prediction is not None else None) or {}
+    return {
+        name: value
+        for name, value in reported.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def _retry_wait(detail: str | None, attempt: int) -> float:

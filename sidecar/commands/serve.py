@@ -11,6 +11,7 @@ import platformdirs
 
 from shared.protocol import DEFAULT_ENDPOINT
 
+from ..admission import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_QUEUE_SIZE, Limits
 from ..backends.models import DEFAULT_PRICE_PER_SECOND, ModelConfigError, load_models
 from ..backends.replicate_settings import (
     DEFAULT_CONCURRENCY,
@@ -19,8 +20,9 @@ from ..backends.replicate_settings import (
     TOKEN_VARIABLE,
     ReplicateSettings,
 )
+from ..retention import DEFAULT_MAX_DAYS, DEFAULT_MAX_GB, StoreLimits
 from ..security import SecurityError, load_keys
-from ..server import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_QUEUE_SIZE, Limits, Server, ServerConfig, StartupError
+from ..server import Server, ServerConfig, StartupError
 from ..store import StoreError
 from ..triposr.preprocess import DEFAULT_MAX_PIXELS
 from .options import add_model_options
@@ -47,6 +49,20 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         default=platformdirs.user_data_path("triposr-sidecar", appauthor=False),
         metavar="DIR",
         help="where jobs.sqlite and the results are kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--store-max-gb",
+        type=positive_float,
+        default=DEFAULT_MAX_GB,
+        metavar="GB",
+        help="disk the stored models may take; the least recently used go first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--store-max-days",
+        type=positive_float,
+        default=DEFAULT_MAX_DAYS,
+        metavar="DAYS",
+        help="how long a job unused is kept in the store (default: %(default)s)",
     )
     parser.add_argument("--parent-pid", type=int, metavar="PID", help="exit when this process has exited")
     parser.add_argument(
@@ -161,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 precision=args.precision,
                 limits=Limits(args.queue_size, args.max_image_bytes, args.max_image_pixels),
+                store_limits=StoreLimits(int(args.store_max_gb * 1e9), args.store_max_days * 86400),
                 keys=keys,
                 parent_pid=args.parent_pid,
                 max_local_resolution=args.max_local_resolution,

@@ -11,8 +11,9 @@ import zmq.auth
 from tqdm import tqdm
 
 from shared.client import Event, SidecarClient, SidecarError
-from shared.protocol import DEFAULT_ENDPOINT
+from shared.protocol import DEFAULT_ENDPOINT, QUEUED
 
+from ..backends.replicate_settings import STAGES as CLOUD_STAGES
 from ..fileio import write_atomically
 from ..params import BACKENDS
 from ..pipeline import STAGES
@@ -23,6 +24,9 @@ from .generate import (
     generation_params,
     output_paths,
 )
+
+# The stages only a Replicate job goes through: once one shows, the job's bar follows Replicate's stages.
+CLOUD_ONLY_STAGES = frozenset(CLOUD_STAGES) - frozenset(STAGES)
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -39,6 +43,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--backend", choices=BACKENDS, default="local", help="where the model runs (default: local)"
+    )
+    parser.add_argument(
+        "--replicate-model",
+        metavar="NAME",
+        help="the Replicate model for replicate jobs, and auto jobs that move there (default: the sidecar's "
+        "first; `hello` lists them)",
     )
     parser.add_argument(
         "--server-key",
@@ -59,24 +69,31 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = {"backend": args.backend, **asdict(generation_params(args)), **asdict(asset_options(args))}
+    if args.replicate_model:
+        params["replicate_model"] = args.replicate_model
     key = server_key(args.server_key) if args.server_key else None
     with SidecarClient(
         args.endpoint, server_public_key=key, heartbeat_timeout=args.heartbeat_timeout
     ) as client:
         try:
-            client.hello(timeout=5.0)
+            hello = client.hello(timeout=5.0)
         except SidecarError as exc:
             print(f"error: {exc} Start one with `triposr-sidecar serve`.", file=sys.stderr)
             return 1
+        problem = cloud_problem(hello, args.backend)
+        if problem:
+            print(problem, file=sys.stderr)
+            if args.backend == "replicate":
+                return 1
         args.out.mkdir(parents=True, exist_ok=True)
-        failed = 0
         jobs: dict[str, JobView] = {}
+        failed = 0
         for image, target in zip(args.images, output_paths(args.images, args.out), strict=True):
             try:
                 data = image.read_bytes()
             except OSError as exc:
                 failed += 1
-                print(f"error: {image}: cannot be read ({exc.strerror})")
+                print(f"error: {image}: cannot be read ({exc.strerror})", file=sys.stderr)
                 continue
             jobs[client.submit(data, params, filename=image.name)] = JobView(image, target)
         try:
@@ -88,9 +105,23 @@ def run(args: argparse.Namespace) -> int:
             for job in client.active_jobs:
                 client.cancel(job)
             raise
+    costs = [view.cost for view in jobs.values() if view.cost is not None]
+    if costs:
+        print(f"Batch total: ${sum(costs):.4f} ({len(costs)} job(s) on Replicate)")
     if failed:
-        print(f"{failed} of {len(args.images)} image(s) failed")
+        print(f"{failed} of {len(args.images)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cloud_problem(hello: dict, backend: str) -> str:
+    """What to say before a batch when Replicate cannot run its jobs here, or ""."""
+    replicate = hello.get("replicate") or {}
+    if backend == "local" or replicate.get("available"):
+        return ""
+    reason = replicate.get("problem") or "this sidecar has no Replicate backend."
+    if backend == "replicate":
+        return f"error: Replicate cannot run jobs on this sidecar: {reason}"
+    return f"note: auto jobs run only locally here, as Replicate cannot run jobs on this sidecar: {reason}"
 
 
 class JobView:
@@ -99,36 +130,67 @@ class JobView:
     def __init__(self, image: Path, target: Path):
         self.image = image
         self.target = target
+        self.stages = STAGES  # the stages its bar runs through: the local ones, or Replicate's
         self.bar: tqdm | None = None
+        self.cost: float | None = None  # US dollars, once it has ended on a paid backend
 
     def show(self, event: Event) -> bool:
         """Show the event; False when the job has failed."""
         header = event.header
-        if event.type == "progress" and header["stage"] in STAGES:
-            if self.bar is None:
-                # `disable=None` keeps the bar off when the output is not a terminal.
-                self.bar = tqdm(
-                    total=len(STAGES), desc=self.image.name, unit="stage", leave=False, disable=None
-                )
-            self.bar.set_postfix_str(header["stage"], refresh=False)
-            self.bar.update(round(STAGES.index(header["stage"]) + header["fraction"], 2) - self.bar.n)
+        if event.type == "progress" and header["stage"] != QUEUED:
+            self._progress(header["stage"], header["fraction"])
         elif event.type == "result":
             self._close_bar()
+            self.cost = header.get("cost")
             write_atomically(self.target, event.payload)
-            source = ", from the store" if header["from_store"] else ""
-            print(
-                f"{self.image} -> {self.target} ({header['vertices']:,} vertices, {header['faces']:,} faces, "
-                f"{header['total_seconds']:.2f} s on {header['device']}{source})"
-            )
+            print(f"{self.image} -> {self.target} ({summary(header)})")
         elif event.type in ("error", "cancelled"):
             self._close_bar()
-            print(f"error: {self.image}: {header.get('message', 'cancelled')}")
+            self.cost = header.get("cost")
+            paid = f" (it cost ${self.cost:.4f})" if self.cost else ""
+            print(f"error: {self.image}: {header.get('message', 'cancelled')}{paid}", file=sys.stderr)
             return False
         return True
+
+    def _progress(self, stage: str, fraction: float) -> None:
+        if stage in CLOUD_ONLY_STAGES and self.stages is not CLOUD_STAGES:  # it runs on Replicate (now)
+            self._close_bar()
+            self.stages = CLOUD_STAGES
+        if stage not in self.stages:
+            return
+        if self.bar is None:
+            where = " on Replicate" if self.stages is CLOUD_STAGES else ""
+            # `disable=None` keeps the bar off when the output is not a terminal.
+            self.bar = tqdm(
+                total=len(self.stages),
+                desc=f"{self.image.name}{where}",
+                unit="stage",
+                leave=False,
+                disable=None,
+            )
+        self.bar.set_postfix_str(stage, refresh=False)
+        self.bar.update(round(self.stages.index(stage) + fraction, 2) - self.bar.n)
 
     def _close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+
+def summary(result: dict) -> str:
+    """A result's line: the mesh, the time, where it ran, what it cost, and why it moved there."""
+    parts = [
+        f"{result['vertices']:,} vertices, {result['faces']:,} faces, "
+        f"{result['total_seconds']:.2f} s on {result['device']}"
+    ]
+    if result["from_store"]:
+        parts.append("from the store")
+    if result.get("cost") is not None:
+        estimate = ", estimated" if result.get("cost_estimated") else ""
+        parts.append(f"${result['cost']:.4f}{estimate}")
+    if result.get("failover"):
+        parts.append(f"moved to Replicate because {result['failover']['reason']}")
+    return "; ".join(parts)
 
 
 def server_key(value: str) -> str | bytes:

@@ -1,8 +1,11 @@
 """From a user's image file to the uint8 RGB image TripoSR is conditioned on.
 
-The steps and their arithmetic follow the official `run.py`: find the foreground (alpha when the image
-has it, else background removal), crop to it, pad to a square whose side gives the foreground ratio,
-composite on 50 % grey and truncate to uint8.
+Only the formats of IMAGE_FORMATS are decoded: the bytes may come from the network, and Pillow's other
+plugins include EPS, which runs Ghostscript on them. Every pixel mode becomes 8-bit RGB or RGBA by what its
+numbers mean: 16-bit and float greys are scaled, not clipped; CMYK (Adobe's inverted kind too) is converted
+as Pillow reads it. The steps after that, and their arithmetic, follow the official `run.py`: find the
+foreground (alpha when the image has it, else background removal), crop to it, pad to a square whose side
+gives the foreground ratio, composite on 50 % grey and truncate to uint8.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from .errors import ImageError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 50_000_000
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+# Pixel modes whose numbers run past 255: 16-bit greys (and "I", which is how 16-bit files often open),
+# and floats in 0..1.
+WIDE_GREY_SCALES = {"I;16": 257.0, "I;16L": 257.0, "I;16B": 257.0, "I;16N": 257.0, "I": 257.0, "F": 1 / 255}
 # Border pixels this close (per channel, 0-255) to the border's typical colour count as background
 # when rembg is missing; most of the border must be that colour for the fallback to apply.
 BORDER_TOLERANCE = 24
@@ -43,24 +50,43 @@ def open_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise ImageError(f"{name} is empty (0 bytes).", "empty")
     try:
         with warnings.catch_warnings():
-            # Our pixel cap is lower than PIL's bomb warning, and the message is ours to give.
+            # Our pixel cap is what counts, and the message is ours to give.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{name} is {width}x{height} pixels, more than the limit of {max_pixels:,}; "
-                    "scale it down first.",
-                    "too_large",
-                )
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            _check_size(name, *image.size, max_pixels)
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name} is not in an image format we can read.", "unrecognized") from exc
+    except Image.DecompressionBombError as exc:  # far beyond Pillow's own limit, found before ours is asked
+        raise ImageError(
+            f"{name} claims more pixels than the limit of {max_pixels:,} ({exc}).", "too_large"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        formats = ", ".join(IMAGE_FORMATS[:-1]) + f" or {IMAGE_FORMATS[-1]}"
+        raise ImageError(
+            f"{name} is not in an image format the sidecar reads ({formats}).", "unrecognized"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # PIL's ways of saying the data is damaged
         raise ImageError(f"{name} could not be decoded; the file looks damaged ({exc}).", "damaged") from exc
     return image
+
+
+def _check_size(name: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name} is {width}x{height} pixels, more than the limit of {max_pixels:,}; scale it down first.",
+            "too_large",
+        )
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """The image in 8-bit RGB, or RGBA when it has transparency, whatever mode its file had."""
+    if image.mode in WIDE_GREY_SCALES:
+        grey = np.asarray(image, dtype=np.float64) / WIDE_GREY_SCALES[image.mode]
+        return Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "La", "PA", "RGBa") or "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.convert("RGB")
 
 
 def prepare_image(
@@ -74,20 +100,26 @@ def prepare_image(
     """
     if not 0.0 < foreground_ratio <= 1.0:
         raise ImageError(f"The foreground ratio must be in (0, 1], not {foreground_ratio}.", "bad_parameter")
+    image = as_rgb(image)
     if has_transparency(image):
-        rgba = image.convert("RGBA")
+        rgba = image
     elif remove_background:
         rgba = cut_out_background(image)
+        if rgba.getchannel("A").getextrema()[1] == 0:
+            raise ImageError(
+                "The image has no transparency, and no object could be told apart from its background: it "
+                "looks like one plain colour. Give an image whose background is transparent, or one where "
+                "the object stands out from a plain background.",
+                "no_foreground",
+            )
     else:
         return np.asarray(image.convert("RGB")).copy()
     return composite_on_grey(resize_foreground(np.asarray(rgba), foreground_ratio))
 
 
 def has_transparency(image: Image.Image) -> bool:
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        alpha = image.convert("RGBA").getchannel("A")
-        return alpha.getextrema()[0] < 255
-    return False
+    """Whether an image (as `as_rgb` makes it) has a pixel that is not opaque."""
+    return image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255
 
 
 def cut_out_background(image: Image.Image) -> Image.Image:

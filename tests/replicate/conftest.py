@@ -40,6 +40,14 @@ def cloud_launcher(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path)
     launcher.stop_all()
 
 
+@pytest.fixture
+def launcher(tmp_path: Path, tiny_weights: Path) -> Iterator[Launcher]:
+    """For a test that needs a sidecar of its own (other settings, or one a test changes for good)."""
+    launcher = Launcher(tmp_path, tiny_weights)
+    yield launcher
+    launcher.stop_all()
+
+
 @pytest.fixture(scope="session")
 def cloud_sidecar(cloud_launcher: Launcher, fake_replicate: FakeReplicate) -> Sidecar:
     """A sidecar with a token, the fake as Replicate, and one more model from a file."""

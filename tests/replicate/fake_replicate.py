@@ -52,6 +52,7 @@ class Behaviour:
     hang: str = ""  # "upload" or "poll": those requests get no answer
     echo_token: bool = False  # repeat the Authorization header in errors and logs, as a careless server might
     predict_time: float = 28.0
+    bill_cancelled: bool = False  # whether a cancelled prediction reports metrics (its predict_time)
 
 
 @dataclass
@@ -100,6 +101,7 @@ class FakeReplicate:
             self.download_authorizations: list[str | None] = []  # ... and of output downloads
             self.in_flight: set[str] = set()
             self.peak_in_flight = 0
+            self.held_since: list[float] = []  # when each request it left unanswered came (monotonic)
         return self.behaviour
 
     # What the handler calls, one request at a time per prediction.
@@ -167,6 +169,7 @@ class FakeReplicate:
         """Whether requests to `endpoint` go unanswered; if so, hold this one until the end of the test."""
         if self.behaviour.hang != endpoint:
             return False
+        self.held_since.append(time.monotonic())
         self._release.wait(HANG_SECONDS)
         return True
 
@@ -221,7 +224,7 @@ class FakeReplicate:
             "started_at": prediction.created_at if prediction.status != "starting" else None,
             "completed_at": _now() if finished else None,
             "metrics": {"predict_time": behaviour.predict_time, "total_time": behaviour.predict_time + 1.5}
-            if finished and prediction.status != "canceled"
+            if finished and (prediction.status != "canceled" or behaviour.bill_cancelled)
             else {},
             "urls": {
                 "get": f"{self.url}/v1/predictions/{prediction.id}",

@@ -7,7 +7,12 @@ from sidecar_process import Launcher, Sidecar
 
 # Quick polls, and a request that goes unanswered for 2 s counts as a server that stopped answering.
 POLL_INTERVAL = "0.05"
-SIDECAR_ARGS = ("--replicate-timeout", "2", "--replicate-job-timeout", "6", "--max-local-resolution", "64")
+REQUEST_TIMEOUT = 2.0
+SIDECAR_ARGS = (
+    *("--replicate-timeout", f"{REQUEST_TIMEOUT:g}"),
+    *("--replicate-job-timeout", "6"),
+    *("--max-local-resolution", "64"),
+)
 # A model configured by file: an official model (no version), whose output is {"mesh": url}.
 EXTRA_MODELS = {
     "models": {
@@ -21,7 +26,14 @@ EXTRA_MODELS = {
             "output": "mesh",
             "price_per_second": 0.002,
             "hardware": "Nvidia H100",
-        }
+        },
+        # One whose files follow the glTF specification: their COLOR_0 is linear already.
+        "spec-colours": {
+            "model": "someone/spec-colours",
+            "input": {"image": "{image}"},
+            "output": "mesh",
+            "vertex_colours": "linear",
+        },
     }
 }
 

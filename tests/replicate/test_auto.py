@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from fake_replicate import TOKEN
 from meshes import as_tripo_sr_on_replicate, assert_in_our_frame
 from replicate_harness import SIDECAR_ARGS, start_sidecar
 from service_harness import QUICK, run_job, unique_png
-from sidecar_process import Launcher, free_port
+from sidecar_process import free_port
 
 # Above the sidecars' --max-local-resolution of 64: locally, it runs out of memory.
 TOO_LARGE = {"backend": "auto", "resolution": 128}
-
-
-@pytest.fixture
-def launcher(tmp_path, tiny_weights):
-    launcher = Launcher(tmp_path, tiny_weights)
-    yield launcher
-    launcher.stop_all()
 
 
 def test_auto_moves_a_job_that_runs_out_of_memory_locally_to_replicate(client, fake, image):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -9,9 +10,19 @@ import pytest
 from fake_replicate import TOKEN
 from glb_reader import read_glb
 from gltf_validator import assert_valid
-from meshes import as_tripo_sr_on_replicate, assert_in_our_frame, textured_ball_glb, textured_glb
+from meshes import (
+    OURS,
+    as_tripo_sr_on_replicate,
+    assert_in_our_frame,
+    native_mesh,
+    textured_ball_glb,
+    textured_glb,
+    turned,
+)
+from replicate_harness import REQUEST_TIMEOUT, SIDECAR_ARGS, start_sidecar
 from service_harness import EventLog, run_job, unique_png
 
+from sidecar.assets.colour import srgb_to_linear
 from sidecar.backends import replicate_settings
 from sidecar.backends.models import DEFAULT_PRICE_PER_SECOND, TRELLIS_VERSION, TRIPO_SR_VERSION
 from sidecar.pipeline import STAGES
@@ -43,7 +54,7 @@ def test_hello_offers_replicate_its_models_and_its_stages(client):
     assert hello["stages"] == list(dict.fromkeys([*STAGES, *replicate_settings.STAGES]))
     offered = hello["replicate"]
     assert offered["available"] and offered["problem"] is None and offered["concurrency"] == 4
-    assert offered["models"] == ["tripo-sr", "trellis", "hunyuan3d-2", "hunyuan-official"]
+    assert offered["models"] == ["tripo-sr", "trellis", "hunyuan3d-2", "hunyuan-official", "spec-colours"]
 
 
 def test_a_job_uploads_the_image_follows_the_prediction_and_returns_its_cost(
@@ -122,23 +133,29 @@ def test_a_failed_prediction_says_why_with_the_end_of_its_log_and_is_paid_for(cl
     assert listed["cost"] == pytest.approx(28.0 * DEFAULT_PRICE_PER_SECOND)
 
 
-@pytest.mark.parametrize(
-    ("status", "code", "advice"),
-    [
-        (401, "token_rejected", "REPLICATE_API_TOKEN"),
-        (402, "billing_required", "replicate.com/account/billing"),
-    ],
-)
-def test_a_refusal_from_replicate_is_an_error_that_says_what_to_do(
-    client, tripo_sr, image, status, code, advice
-):
-    if status == 401:
-        tripo_sr.behaviour.token = "r8_SomeoneElsesToken"
-    else:
-        tripo_sr.behaviour.create_errors = [402]
+def test_an_account_without_credit_is_an_error_that_says_what_to_do(client, tripo_sr, image):
+    tripo_sr.behaviour.create_errors = [402]
     error = error_of(replicate_job(client, image))
-    assert (error["code"], error["retryable"]) == (code, False)
-    assert advice in error["message"]
+    assert (error["code"], error["retryable"]) == ("billing_required", False)
+    assert "replicate.com/account/billing" in error["message"]
+    assert not tripo_sr.predictions
+
+
+def test_a_refused_token_is_an_error_and_hello_then_says_replicate_is_unusable(launcher, tripo_sr, image):
+    # A sidecar of its own: it stops using Replicate for good, and the shared one must not.
+    sidecar = start_sidecar(launcher, tripo_sr.url, "r8_SomeoneElsesToken", *SIDECAR_ARGS)
+    with sidecar.client() as client:
+        error = error_of(replicate_job(client, image))
+        hello = client.hello()
+        refused = replicate_job(client, image)
+    assert (error["code"], error["retryable"]) == ("token_rejected", False)
+    assert "REPLICATE_API_TOKEN" in error["message"]
+    assert hello["backends"] == ["local"] and "upload" not in hello["stages"]
+    replicate = hello["replicate"]
+    assert (replicate["available"], replicate["problem_code"]) == (False, "token_rejected")
+    assert "REPLICATE_API_TOKEN" in replicate["problem"]
+    assert [event.type for event in refused] == ["error"], "refused at the door: nothing more is sent there"
+    assert refused[0].header["code"] == "token_rejected"
     assert not tripo_sr.predictions
 
 
@@ -151,15 +168,20 @@ def test_while_rate_limited_it_waits_and_tries_again(client, tripo_sr, image):
     assert len(tripo_sr.created) == 3 and len(tripo_sr.predictions) == 1
 
 
+def predicting(log: EventLog, job: str) -> bool:
+    return any(event.header.get("stage") == "predict" for event in log.events(job))
+
+
+def listed(client, job: str) -> dict:
+    (entry,) = [entry for entry in client.list_results(limit=500) if entry["job"] == job]
+    return entry
+
+
 def test_cancel_mid_prediction_cancels_it_on_replicate(client, tripo_sr, image):
     tripo_sr.behaviour.outcome = "endless"
     log = EventLog(client)
     job = client.submit(unique_png(image), ON_REPLICATE)
-
-    def predicting() -> bool:
-        return any(event.header.get("stage") == "predict" for event in log.events(job))
-
-    log.wait(predicting, "the prediction at work")
+    log.wait(lambda: predicting(log, job), "the prediction at work")
     asked = time.monotonic()
     client.cancel(job)
     log.until_done(job)
@@ -168,22 +190,73 @@ def test_cancel_mid_prediction_cancels_it_on_replicate(client, tripo_sr, image):
     assert tripo_sr.cancelled == list(tripo_sr.predictions)
 
 
+def test_the_prediction_id_is_recorded_as_soon_as_the_prediction_exists(client, tripo_sr, image):
+    tripo_sr.behaviour.outcome = "endless"
+    log = EventLog(client)
+    job = client.submit(unique_png(image), ON_REPLICATE)
+    log.wait(lambda: predicting(log, job), "the prediction at work")
+    running = listed(client, job)  # should the sidecar die now, its store still names what to pay for
+    client.cancel(job)
+    log.until_done(job)
+    (prediction_id,) = tripo_sr.predictions
+    assert (running["status"], running["prediction"]) == ("running", prediction_id)
+
+
+@pytest.mark.parametrize("reported", [True, False], ids=["metrics", "own clock"])
+def test_a_cancelled_prediction_keeps_its_id_and_its_cost_and_the_total_counts_it(
+    client, tripo_sr, image, reported
+):
+    tripo_sr.behaviour.outcome = "endless"
+    tripo_sr.behaviour.bill_cancelled = reported
+    log = EventLog(client)
+    job = client.submit(unique_png(image), ON_REPLICATE)
+    log.wait(lambda: predicting(log, job), "the prediction at work")
+    client.cancel(job)
+    log.until_done(job)
+    cancelled = log.terminal(job).event.header
+    (prediction_id,) = tripo_sr.predictions
+    assert log.terminal(job).event.type == "cancelled"
+    assert (cancelled["prediction"], cancelled["cost_estimated"]) == (prediction_id, not reported)
+    if reported:  # what Replicate bills
+        assert cancelled["cost"] == pytest.approx(28.0 * DEFAULT_PRICE_PER_SECOND)
+    else:  # the seconds the sidecar saw it predict: some, and far from the 28 s a whole run takes
+        assert 0 < cancelled["cost"] < 28.0 * DEFAULT_PRICE_PER_SECOND
+    entry = listed(client, job)
+    assert (entry["status"], entry["prediction"]) == ("cancelled", prediction_id)
+    assert (entry["cost"], entry["cost_estimated"]) == (cancelled["cost"], not reported)
+    reply = client.list_jobs(limit=500)
+    assert reply["total_cost"] == pytest.approx(sum(job["cost"] or 0 for job in reply["jobs"]))
+
+
 @pytest.mark.parametrize("silent", ["upload", "poll"])
-def test_a_replicate_that_stops_answering_is_a_timeout(client, tripo_sr, image, silent):
+def test_a_replicate_that_stops_answering_ends_the_job_after_one_timeout(client, tripo_sr, image, silent):
     tripo_sr.behaviour.hang = silent
-    started = time.monotonic()
-    error = error_of(replicate_job(client, image))
+    log = EventLog(client)
+    job = client.submit(unique_png(image), ON_REPLICATE)
+    log.until_done(job)
+    error = error_of(log.events(job))
     assert (error["code"], error["retryable"]) == ("remote_timeout", True)
-    assert "no reply within 2 s" in error["message"] and "--replicate-timeout" in error["message"]
-    assert time.monotonic() - started < 10.0
-    assert tripo_sr.cancelled == list(tripo_sr.predictions), "a prediction that may still run is cancelled"
+    (held_since,) = tripo_sr.held_since
+    waited = float(re.search(r"no reply after ([\d.]+) s of waiting", error["message"]).group(1))
+    assert REQUEST_TIMEOUT <= waited < 2 * REQUEST_TIMEOUT and "--replicate-timeout" in error["message"]
+    assert log.terminal(job).at - held_since < 2 * REQUEST_TIMEOUT, "one timeout, not one for each request"
+    if silent == "poll":  # a prediction that may still run is cancelled, and what it cost so far is kept
+        (prediction_id,) = tripo_sr.predictions
+        log.wait(lambda: tripo_sr.cancelled == [prediction_id], "the cancel on Replicate")
+        assert error["prediction"] == prediction_id and error["cost_estimated"] is True
+    else:
+        assert not tripo_sr.predictions and "cost" not in error
 
 
-def test_a_prediction_that_runs_too_long_is_cancelled(client, tripo_sr, image):
+def test_a_prediction_that_runs_too_long_is_cancelled_and_keeps_its_id_and_cost(client, tripo_sr, image):
     tripo_sr.behaviour.outcome = "endless"
     error = error_of(replicate_job(client, image))
     assert error["code"] == "remote_timeout" and "--replicate-job-timeout" in error["message"]
-    assert tripo_sr.cancelled == list(tripo_sr.predictions)
+    (prediction_id,) = tripo_sr.predictions
+    assert tripo_sr.cancelled == [prediction_id]
+    assert (error["prediction"], error["cost_estimated"]) == (prediction_id, True) and error["cost"] > 0
+    entry = listed(client, error["job"])
+    assert (entry["prediction"], entry["cost"]) == (prediction_id, error["cost"])
 
 
 def test_a_batch_of_six_runs_four_predictions_at_a_time(client, tripo_sr, image):
@@ -256,3 +329,16 @@ def test_an_unknown_replicate_model_is_refused_at_the_door(client, fake, image):
     events = replicate_job(client, image, replicate_model="sf3d")
     assert [event.type for event in events] == ["error"]
     assert events[0].header["code"] == "bad_parameter" and "trellis" in events[0].header["message"]
+
+
+@pytest.mark.parametrize(("model", "space"), [("hunyuan-official", "srgb"), ("spec-colours", "linear")])
+def test_what_a_models_vertex_colours_hold_is_a_setting_of_its_entry(client, fake, image, model, space):
+    mesh = turned(native_mesh(), OURS)
+    fake.behaviour.mesh = mesh.export(file_type="glb")
+    fake.behaviour.output = {"mesh": "{mesh}"}
+    result = replicate_job(client, image, replicate_model=model)[-1]
+    assert result.type == "result", result.header
+    stored = mesh.visual.vertex_colors[:, :3] / 255.0
+    expected = srgb_to_linear(stored) if space == "srgb" else stored
+    colours = read_glb(result.payload).attribute("COLOR_0")[:, :3]
+    assert np.abs(colours - expected).max() <= 1e-4

@@ -35,7 +35,9 @@ def test_a_store_from_before_replicate_gains_its_columns_and_counts_every_cost(t
         assert (failed.cost, failed.metrics, failed.prediction) == (0.0392, {"predict_time": 28.0}, "p1")
 
         store.add(JobRecord(OTHER, "running", "sha", None, {}, "key2", "m", "replicate", created_at=2.0))
-        store.finish(OTHER, cost=0.05, stage_seconds={"predict": 1.0}, failover={"code": "out_of_memory"})
+        store.finish(
+            OTHER, "other.glb", cost=0.05, stage_seconds={"predict": 1.0}, failover={"code": "out_of_memory"}
+        )
         reused = store.reuse(store.get(OTHER), "7c0d3a4e-6f1b-4d2a-9e8f-3b5c7d9e1f20", None, {})
         assert reused.cost == 0.0 and reused.failover == {"code": "out_of_memory"}
         assert store.total_cost() == pytest.approx(0.0392 + 0.05)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fake_replicate import TOKEN
 from meshes import as_tripo_sr_on_replicate
-from replicate_harness import POLL_INTERVAL
+from replicate_harness import POLL_INTERVAL, start_sidecar
 from service_harness import run_job, unique_png
 from sidecar_process import free_port
 
@@ -21,20 +21,25 @@ def files_holding(token: str, *places: Path) -> list[Path]:
     return [path for path in files if path.is_file() and token.encode() in path.read_bytes()]
 
 
-def test_what_replicate_echoes_of_the_token_is_blanked_out_everywhere(cloud_sidecar, client, fake, image):
-    # A careless server repeats the token in a refusal and in a failed prediction's log and error.
-    fake.behaviour.echo_token = True
-    fake.behaviour.token = "r8_NotTheSidecarsToken"
-    refused = run_job(client, unique_png(image), ON_REPLICATE)[-1].header
+def test_what_replicate_echoes_of_the_token_is_blanked_out_everywhere(launcher, fake, image):
+    # A careless server repeats the token in a refusal and in a failed prediction's log and error. Two
+    # sidecars: after a refusal of its token, a sidecar sends no more jobs to Replicate.
     fake.reset(echo_token=True, outcome="failed", mesh=as_tripo_sr_on_replicate())
-    failed = run_job(client, unique_png(image), ON_REPLICATE)[-1].header
+    failing, refusing = (start_sidecar(launcher, fake.url, TOKEN) for _ in range(2))
+    with failing.client() as client:
+        failed = run_job(client, unique_png(image), ON_REPLICATE)[-1].header
+    fake.behaviour.token = "r8_NotTheSidecarsToken"
+    with refusing.client() as client:
+        refused = run_job(client, unique_png(image), ON_REPLICATE)[-1].header
 
     assert (refused["code"], failed["code"]) == ("token_rejected", "prediction_failed")
     for error in (refused, failed):
         assert TOKEN not in error["message"] and "[token]" in error["message"]
-    assert TOKEN not in json.dumps(client.list_jobs(limit=500))
-    assert TOKEN not in cloud_sidecar.log()
-    assert files_holding(TOKEN, cloud_sidecar.data_dir) == []  # jobs.sqlite (and its WAL), results/
+    for sidecar in (failing, refusing):
+        with sidecar.client() as client:
+            assert TOKEN not in json.dumps(client.list_jobs(limit=500))
+        assert TOKEN not in sidecar.log()
+        assert files_holding(TOKEN, sidecar.data_dir) == []  # jobs.sqlite (and its WAL), results/
 
 
 def test_the_token_set_in_blender_reaches_replicate_but_no_file(

@@ -85,3 +85,22 @@ def test_a_job_id_reused_with_other_parameters_is_a_conflict(client, image):
     other_image = run_job(client, unique_png(image), {"resolution": 32}, job_id=job)[-1]
     assert other_image.header["code"] == "job_conflict"
     assert run_job(client, unique_png(image))[-1].type == "result"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"v": 1.0}, {"v": True}, {"v": "1"}, {"v": 1, "request_id": "r" * 65}, {"v": 1, "request_id": 7}],
+    ids=["v float", "v true", "v string", "request_id too long", "request_id not a string"],
+)
+def test_a_version_that_is_not_the_integer_1_or_a_bad_request_id_gets_bad_header(raw_peer, fields):
+    raw_peer.send(json.dumps({"type": "hello", "job": None, **fields}).encode())
+    reply = raw_peer.receive()
+    assert (reply.type, reply.header["code"]) == ("error", "bad_header")
+    assert "request_id" not in reply.header, "an id that is not one is not echoed"
+
+
+def test_a_cancel_of_an_unknown_job_always_gets_a_reply(raw_peer):
+    for job in (new_job_id(), new_job_id(), JOB):
+        raw_peer.send(*encode("cancel", job))
+        reply = raw_peer.receive()
+        assert (reply.type, reply.job, reply.header["code"]) == ("error", job, "unknown_job")

@@ -14,8 +14,8 @@ from service_harness import DEFAULT_STAGES, LONG, QUICK, EventLog, run_job, uniq
 
 from shared.protocol import PROTOCOL_VERSION, QUEUED, TERMINAL_TYPES, encode, new_job_id
 from sidecar import __version__
+from sidecar.admission import DEFAULT_QUEUE_SIZE
 from sidecar.pipeline import STAGES
-from sidecar.server import DEFAULT_QUEUE_SIZE
 
 STAGE_ORDER = (QUEUED, *STAGES)
 
@@ -211,4 +211,4 @@ def test_the_submit_command_writes_a_glb_per_image_and_reports_failures(sidecar,
     assert done.returncode == 1, done.stderr
     assert sorted(path.name for path in out.iterdir()) == ["first.glb", "second.glb"]
     assert len(trimesh.load(out / "first.glb", force="mesh").faces) > 0
-    assert "broken.png" in done.stdout and "damaged" in done.stdout
+    assert "broken.png" in done.stderr and "damaged" in done.stderr

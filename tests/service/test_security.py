@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import zmq
 import zmq.auth
-from service_harness import run_job, unique_png
+from service_harness import QUICK, EventLog, run_job, unique_png
 from sidecar_process import free_port
 
 from shared.client import SidecarUnavailable
@@ -67,3 +71,49 @@ def test_with_curve_keys_only_a_client_with_the_server_key_gets_answers(launcher
         assert trusted.hello()["protocol"] == 1
         assert run_job(trusted, unique_png(image))[-1].type == "result"
     assert "Traceback" not in sidecar.log()
+
+
+def curve_keys(folder: Path) -> tuple[bytes, Path]:
+    """A key pair made by `keygen`: the public key, and the secret key's file."""
+    subprocess.run([sys.executable, "-m", "sidecar", "keygen", str(folder)], check=True, capture_output=True)
+    return zmq.auth.load_certificate(folder / "sidecar.key")[0], folder / "sidecar.key_secret"
+
+
+def answered(log: EventLog, job: str) -> bool:
+    return log.events(job)[-1].type == "error"
+
+
+def test_a_sidecar_other_machines_reach_shows_no_path_of_its_own(launcher, tmp_path, tiny_weights, image):
+    public_key, secret_file = curve_keys(tmp_path / "keys")
+    weights = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_weights, weights)
+    broken = tmp_path / "models" / "broken"
+    shutil.copytree(tiny_weights, broken)
+    (broken / "model.ckpt").write_bytes(b"not a checkpoint")
+    heard: list[dict] = []
+    for folder in (weights, broken):
+        port = free_port()
+        sidecar = launcher.spawn(
+            "--curve-secret-key", str(secret_file), endpoint=f"tcp://0.0.0.0:{port}", weights=folder
+        )
+        sidecar.endpoint = f"tcp://127.0.0.1:{port}"
+        sidecar.wait_ready(server_public_key=public_key)
+        with sidecar.client(server_public_key=public_key) as client:
+            log = EventLog(client)
+            job = client.submit(unique_png(image), QUICK, deliver="path")
+            log.until_done(job)
+            if log.terminal(job).event.type == "result":
+                (sidecar.data_dir / "results" / f"{job}.glb").unlink()
+                client.fetch(job)
+                log.wait(functools.partial(answered, log, job), "the answer to the fetch")
+            heard += [client.hello(), client.status(), client.list_jobs()]
+            heard += [event.header for event in log.events(job)]
+
+    codes = {header.get("code") for header in heard}
+    assert {"result_missing", "model_unavailable"} <= codes
+    models = [header["model"] for header in heard if header.get("type") == "result"]
+    assert models and all("[weights folder tiny]" in model for model in models)
+    assert not any("path" in header for header in heard), "a path to the store is of no use elsewhere"
+    text = json.dumps(heard)
+    for folder in (tmp_path, Path.home(), Path(sys.prefix)):
+        assert str(folder) not in text

@@ -1,0 +1,33 @@
+"""Handing memory the sidecar has freed back to the system.
+
+glibc's allocator keeps what a long-running process frees: once a large buffer (a model of a few MB, say) has
+been freed, it raises the size above which it maps buffers of their own, so the next ones come from its heaps,
+and what is freed there stays in the process. A service that passes a model through its heaps for every job
+would grow by hundreds of MB and never shrink. `malloc_trim` returns the free pages of every heap; elsewhere
+(macOS, Windows, musl) there is nothing to do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import sys
+from collections.abc import Callable
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the free pages of the allocator's heaps back to the system; cheap when there are none."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
