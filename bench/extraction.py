@@ -84,6 +84,13 @@ def object_like_field(model: TripoSR, scene_code: torch.Tensor) -> tuple[FieldQu
         shape, color = log_density(points)
         return torch.exp(shape + offset), color
 
+    def lattice(xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        """The same on a lattice, the way the pipeline evaluates a model's own field (`field_query`)."""
+        raw = model.field.raw_lattice(planes, xs, ys, zs)
+        squared = (xs**2)[:, None, None] + (ys**2)[None, :, None] + (zs**2)[None, None, :]
+        return torch.exp((raw - mean) / spread - FALLOFF * squared / radius**2 + offset)
+
+    query.lattice = lattice
     return query, {"blobs_at_64": int(blobs), "inside_share_at_64": share}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -33,6 +34,8 @@ DEFAULT_MODEL_NAME = "TripoSR"
 ROUGHNESS = 0.8
 # zlib effort for the texture: 6 (Pillow's default) costs several times 1's time for a few percent of size.
 PNG_COMPRESSION = 1
+# Rows per block in the per-vertex and per-face arithmetic: a block's temporaries stay in cache.
+ROW_BLOCK = 1 << 16
 
 
 def surface_to_glb(surface: Surface, name: str = DEFAULT_MODEL_NAME) -> bytes:
@@ -49,11 +52,11 @@ def surface_to_glb(surface: Surface, name: str = DEFAULT_MODEL_NAME) -> bytes:
     if surface.colours is not None:
         # RGBA, opaque: a vertex attribute's elements are 4-byte aligned, so RGB would take as much room
         colours = np.full((len(vertices), 4), 65535, dtype=np.uint16)
-        colours[:, :3] = np.round(np.clip(surface.colours, 0.0, 1.0) * 65535.0)
+        for rows in row_blocks(len(vertices)):
+            colours[rows, :3] = np.round(np.clip(surface.colours[rows], 0.0, 1.0) * 65535.0)
         attributes["COLOR_0"] = writer.accessor(colours, "VEC4", ARRAY_BUFFER, normalized=True)
-    index_type = np.uint16 if len(vertices) <= 0xFFFF else np.uint32
     primitive["indices"] = writer.accessor(
-        surface.faces.astype(index_type, copy=False).reshape(-1), "SCALAR", ELEMENT_ARRAY_BUFFER
+        gltf_indices(surface.faces, len(vertices)), "SCALAR", ELEMENT_ARRAY_BUFFER
     )
     tree: dict = {
         "asset": {"version": "2.0", "generator": f"TripoSR for Blender sidecar {__version__}"},
@@ -112,23 +115,51 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray, weld: bool = False) 
         shape=(count, len(faces)),
     )
     normals = incidence @ weighted
-    length = np.sqrt(np.einsum("ij,ij->i", normals, normals))[:, None]
-    normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
-    normals[length[:, 0] == 0] = (0.0, 1.0, 0.0)
+    for rows in row_blocks(len(normals)):
+        block = normals[rows]
+        length = np.sqrt(np.einsum("ij,ij->i", block, block))
+        alone = length == 0
+        length[alone] = 1.0
+        block /= length[:, None]
+        block[alone] = (0.0, 1.0, 0.0)
     return normals[owner.reshape(-1)] if weld else normals
 
 
 def face_cross_products(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Each face's (b - a) x (c - a): its normal, as long as twice its area. Worked one coordinate at a time,
-    whose gathers from contiguous columns are several times quicker than rows through np.cross."""
+    """Each face's (b - a) x (c - a): its normal, as long as twice its area.
+
+    Worked one coordinate at a time on blocks of faces: gathers from contiguous columns by ready-made
+    indices, with temporaries small enough to stay in cache, are several times quicker than rows through
+    np.cross.
+    """
     columns = np.ascontiguousarray(vertices.T)
-    a, b, c = np.ascontiguousarray(faces.T)
-    x, y, z = ((column[b] - column[a], column[c] - column[a]) for column in columns)
     crossed = np.empty((len(faces), 3), dtype=vertices.dtype)
-    crossed[:, 0] = y[0] * z[1] - z[0] * y[1]
-    crossed[:, 1] = z[0] * x[1] - x[0] * z[1]
-    crossed[:, 2] = x[0] * y[1] - y[0] * x[1]
+    for rows in row_blocks(len(faces)):
+        a, b, c = np.ascontiguousarray(faces[rows].T, dtype=np.intp)
+        origin = [column.take(a) for column in columns]
+        x, y, z = (
+            (column.take(b) - at, column.take(c) - at) for column, at in zip(columns, origin, strict=True)
+        )
+        block = crossed[rows]
+        block[:, 0] = y[0] * z[1] - z[0] * y[1]
+        block[:, 1] = z[0] * x[1] - x[0] * z[1]
+        block[:, 2] = x[0] * y[1] - y[0] * x[1]
     return crossed
+
+
+def gltf_indices(faces: np.ndarray, vertex_count: int) -> np.ndarray:
+    """The faces as one run of glTF indices: 16-bit where they fit, else 32-bit (int32 faces are read as
+    uint32 in place, indices being never negative)."""
+    faces = np.ascontiguousarray(faces).reshape(-1)
+    if vertex_count <= 0xFFFF:
+        return faces.astype(np.uint16)
+    return faces.view(np.uint32) if faces.dtype == np.int32 else faces.astype(np.uint32)
+
+
+def row_blocks(count: int) -> Iterator[slice]:
+    """Slices of ROW_BLOCK rows covering `count`."""
+    for start in range(0, count, ROW_BLOCK):
+        yield slice(start, start + ROW_BLOCK)
 
 
 def png(texture: np.ndarray) -> bytes:

@@ -56,42 +56,42 @@ def march(values: np.ndarray, origins: np.ndarray, level: float, resolution: int
     cases = case.reshape(-1)[active]
     del case, cells
 
-    # every crossed grid edge is a vertex, numbered in `vertex_of` by the edge's axis and lower point
+    # every crossed grid edge is a vertex, numbered in `vertex_of` by the edge's lower point, then its axis:
+    # the grid's own order, so a face's corners (and the next face's) lie close together in every array made
+    # from the mesh, which keeps later gathers (normals, colours) in cache
     points = below.size
     strides = np.array([n1 * n2, n2, 1])
-    vertex_of = np.empty(3 * points, dtype=np.int32)  # written, and read, only at crossed edges
-    keys, vertices, count, on_points = [], [], 0, False
-    flat_values = values.reshape(-1)
-    level = np.float32(level)
+    crossed = np.zeros((*below.shape, 3), dtype=bool)
     for axis in range(3):
         lower, upper = [slice(None)] * 4, [slice(None)] * 4
         lower[axis + 1], upper[axis + 1] = slice(0, -1), slice(1, None)
-        crossed = np.zeros(below.shape, dtype=bool)
-        crossed[tuple(lower)] = below[tuple(lower)] != below[tuple(upper)]
-        start = np.flatnonzero(crossed).astype(np.int32)
-        vertex_of[axis * points + start] = np.arange(count, count + len(start), dtype=np.int32)
-        count += len(start)
-        box, i0, i1, i2 = np.unravel_index(start, below.shape)
-        point = np.stack([i0, i1, i2], axis=1) + (origins[0] if len(origins) == 1 else origins[box])
-        low, high = flat_values[start], flat_values[start + strides[axis]]
-        position = point.astype(np.float32)
-        position[:, axis] += (level - low) / (high - low)
-        # a vertex on a grid point (at the level, or within float32's rounding of it) may coincide with others
-        along = position[:, axis]
-        on_points = on_points or bool((along == np.floor(along)).any())
-        vertices.append(position)
-        keys.append(((point[:, 0] * resolution + point[:, 1]) * resolution + point[:, 2]) * 3 + axis)
+        crossed[(*lower, axis)] = below[tuple(lower)] != below[tuple(upper)]
+    edges = np.flatnonzero(crossed)
+    del crossed
+    vertex_of = np.empty(3 * points, dtype=np.int32)  # written, and read, only at crossed edges
+    vertex_of[edges] = np.arange(len(edges), dtype=np.int32)
+    start, axis = np.divmod(edges, 3)
+    box, i0, i1, i2 = np.unravel_index(start, below.shape)
+    point = np.stack([i0, i1, i2], axis=1) + (origins[0] if len(origins) == 1 else origins[box])
+    flat_values = values.reshape(-1)
+    low, high = flat_values[start], flat_values[start + strides[axis]]
+    vertices = point.astype(np.float32)
+    rows = np.arange(len(edges))
+    vertices[rows, axis] += (np.float32(level) - low) / (high - low)
+    # a vertex on a grid point (at the level, or within float32's rounding of it) may coincide with others
+    along = vertices[rows, axis]
+    on_points = bool((along == np.floor(along)).any())
+    keys = ((point[:, 0] * resolution + point[:, 1]) * resolution + point[:, 2]) * 3 + axis
 
     # the table's triangles of each active cell, slot by slot: where each corner's vertex is in `vertex_of`
-    corner_offset = (EDGE_AXIS * points + EDGE_START @ strides)[TRIANGLE_EDGES].astype(np.int32)
+    corner_offset = (EDGE_START @ strides * 3 + EDGE_AXIS)[TRIANGLE_EDGES].astype(np.int32)
+    first_edge = active * 3
     per_cell = TRIANGLE_COUNT[cases]
     faces = []
     for slot in range(TRIANGLE_EDGES.shape[1]):
         having = np.flatnonzero(per_cell > slot)
-        faces.append(vertex_of[active[having, None] + corner_offset[cases[having], slot]])
-    return Piece(
-        np.concatenate(keys), np.concatenate(vertices), np.concatenate(faces), len(values), on_points
-    )
+        faces.append(vertex_of[first_edge[having, None] + corner_offset[cases[having], slot]])
+    return Piece(keys, vertices, np.concatenate(faces), len(values), on_points)
 
 
 def join(pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:

@@ -116,9 +116,15 @@ class TriplaneField:
     def lattice(
         self, scene_code: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor
     ) -> torch.Tensor:
-        """Activated density [nx, ny, nz] at every point (xs[i], ys[j], zs[k]) of an axis-aligned lattice.
+        """Activated density [nx, ny, nz] at every point (xs[i], ys[j], zs[k]) of an axis-aligned lattice."""
+        return self.density(self.raw_lattice(scene_code, xs, ys, zs))
 
-        The numbers `query` gives at those points (to float rounding), for less. Plane xy is sampled once per
+    def raw_lattice(
+        self, scene_code: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, zs: torch.Tensor
+    ) -> torch.Tensor:
+        """Raw density [nx, ny, nz] at every point (xs[i], ys[j], zs[k]) of an axis-aligned lattice.
+
+        The numbers `raw` gives at those points (to float rounding), for less. Plane xy is sampled once per
         (i, j) rather than once per point, and likewise xz and yz. And the MLP's first layer, a linear map
         of the three samples side by side, is the sum of a map of each: each plane's samples are mapped
         once, and a point's first activations are three of those summed. Only the rest of the MLP runs per
@@ -135,7 +141,7 @@ class TriplaneField:
         if first.bias is not None:
             hidden = hidden + first.bias
         out = nn.Sequential(*rest)(hidden.reshape(-1, first.out_features))
-        return self.density(out[:, 0]).reshape(hidden.shape[:3])
+        return out[:, 0].reshape(hidden.shape[:3])
 
     @staticmethod
     def _plane(scene_code: torch.Tensor, index: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
