@@ -6,8 +6,9 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from sidecar.triposr import device, load_model
+from sidecar.triposr import device, load_model, transformer
 
 CPU = torch.device("cpu")
 
@@ -56,7 +57,7 @@ def test_a_precision_asked_for_by_name_is_kept(monkeypatch):
 def test_this_machines_flags_are_read():
     """On Linux the flags come from /proc/cpuinfo: a real CPU lists some."""
     features = device.cpu_features()
-    assert isinstance(features, set)
+    assert isinstance(features, frozenset)
     assert features, "this Linux machine's /proc/cpuinfo lists its flags"
 
 
@@ -69,3 +70,21 @@ def test_the_model_loads_with_the_precision_auto_picks(monkeypatch, tiny_weights
     assert (
         load_model(str(tiny_weights), "cpu", precision="auto").backbone.proj_in.weight.dtype == torch.bfloat16
     )
+
+
+@pytest.mark.parametrize(("queries", "keys"), [(600, 600), (600, 130)])  # self- and cross-attention
+def test_half_precision_attention_on_a_cpu_matches_float32(monkeypatch, queries, keys):
+    """The blocked half-precision path (more than one block of queries) against float32 SDPA: within what
+    bfloat16's 8-bit mantissa allows, and every row a weighted mean of the values."""
+    monkeypatch.setattr(transformer, "cpu_features", lambda: frozenset({"avx512_bf16"}))
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 3, n, 64, generator=generator) for n in (queries, keys, keys))
+    expected = F.scaled_dot_product_attention(query, key, value)
+    half = transformer.attend(query.bfloat16(), key.bfloat16(), value.bfloat16())
+    assert half.dtype == torch.bfloat16 and half.shape == expected.shape
+    error = (half.float() - expected).abs()
+    assert error.max() < 0.03 and error.mean() < 0.002
+    # with AMX, SDPA's own kernel multiplies in bfloat16 and is kept
+    monkeypatch.setattr(transformer, "cpu_features", lambda: frozenset({"amx_bf16"}))
+    sdpa = F.scaled_dot_product_attention(query.bfloat16(), key.bfloat16(), value.bfloat16())
+    assert torch.equal(transformer.attend(query.bfloat16(), key.bfloat16(), value.bfloat16()), sdpa)

@@ -12,6 +12,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BackboneConfig
+from .device import cpu_features
+
+# Queries per block of `attend`'s half-precision path: one head's block of scores (256 x 3072 at most) stays
+# in cache.
+ATTENTION_BLOCK = 256
+
+
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Softmax attention of heads [B, H, L, D] over keys and values [B, H, S, D].
+
+    SDPA, except in half precision on a CPU without AMX: there SDPA's kernel multiplies in float32, no
+    quicker than float32 itself, while blocks of one head's queries through half-precision matrix products
+    (float32 accumulation, probabilities rounded to the half type) run the backbone's attention about 1.6x
+    quicker (measured on AVX512-BF16).
+    """
+    if query.device.type != "cpu" or query.dtype == torch.float32 or "amx_bf16" in cpu_features():
+        return F.scaled_dot_product_attention(query, key, value)
+    out = torch.empty_like(query)
+    scaled = query * query.shape[-1] ** -0.5
+    keys = key.transpose(-1, -2)
+    for batch in range(query.shape[0]):
+        for head in range(query.shape[1]):
+            for start in range(0, query.shape[2], ATTENTION_BLOCK):
+                rows = slice(start, start + ATTENTION_BLOCK)
+                weights = torch.softmax(scaled[batch, head, rows] @ keys[batch, head], dim=-1)
+                torch.mm(weights, value[batch, head], out=out[batch, head, rows])
+    return out
 
 
 class Attention(nn.Module):
@@ -34,9 +61,7 @@ class Attention(nn.Module):
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(batch, -1, self.heads, x.shape[-1] // self.heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(
-            heads(self.to_q(hidden)), heads(self.to_k(context)), heads(self.to_v(context))
-        )
+        out = attend(heads(self.to_q(hidden)), heads(self.to_k(context)), heads(self.to_v(context)))
         out = out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[3])
         return self.to_out[0](out)
 
