@@ -4,7 +4,7 @@ The zip holds the add-on (`blender_addon/`), the protocol package `shared/` vend
 subpackage, and the pyzmq wheels Blender installs for it: one per platform and per Python of a supported
 Blender (3.11 for 4.2 to 5.0, 3.13 for 5.1 and 5.2). Wheels are cached under `build/wheels/`, so only the
 first build downloads. The result is checked with Blender's own validator, `blender_ext.py` from the `bpy`
-wheel of every Blender the tests have installed.
+wheel of every Blender the tests have installed; without one, the build says so and still succeeds.
 
     python build.py                      # macOS arm64, Linux x64 and Windows x64
     python build.py --platform current   # only this machine's wheels (what the tests use)
@@ -149,11 +149,14 @@ def validators() -> list[Path]:
 
 
 def validate(archive: Path, validator_paths: list[Path]) -> None:
-    if not validator_paths:
-        raise BuildError(
-            "no Blender validator found: it ships in the bpy wheel. Run the Blender tests once (they make "
-            "`.venv-blender-<series>`), or `pip install bpy` into this Python, or pass --no-validate."
+    if not validator_paths:  # a fresh clone has none: the zip still installs, and the tests check it
+        print(
+            f"warning: {archive.name} was not checked with Blender's validator, which ships in the bpy "
+            "wheel: run the Blender tests once (they make `.venv-blender-<series>`) or `pip install bpy` "
+            "into this Python to have it checked.",
+            file=sys.stderr,
         )
+        return
     for validator in validator_paths:
         process = subprocess.run(
             [sys.executable, str(validator), "validate", str(archive)], capture_output=True, text=True

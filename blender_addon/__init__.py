@@ -5,18 +5,21 @@ Registration only; each concern lives in its own module.
 
 import bpy
 
-from . import properties, tick
+from . import files, properties, tick
 from .operators.batch import TRIPOSR_OT_cancel_batch, TRIPOSR_OT_generate_batch, TRIPOSR_OT_import_glb_folder
 from .operators.generate import TRIPOSR_OT_cancel, TRIPOSR_OT_generate
+from .operators.notify import TRIPOSR_OT_notify
 from .operators.results import TRIPOSR_OT_import_result, TRIPOSR_OT_refresh_results
 from .operators.sidecar import (
     TRIPOSR_OT_check_sidecar,
     TRIPOSR_OT_open_log,
+    TRIPOSR_OT_restart_sidecar,
     TRIPOSR_OT_start_sidecar,
     TRIPOSR_OT_stop_sidecar,
 )
 from .preferences import TRIPOSR_AddonPreferences
 from .properties import TRIPOSR_PG_settings
+from .ui import statusbar
 from .ui.panels import (
     TRIPOSR_PT_batch,
     TRIPOSR_PT_main,
@@ -32,8 +35,10 @@ classes = (
     TRIPOSR_PG_settings,
     TRIPOSR_OT_generate,
     TRIPOSR_OT_cancel,
+    TRIPOSR_OT_notify,
     TRIPOSR_OT_start_sidecar,
     TRIPOSR_OT_stop_sidecar,
+    TRIPOSR_OT_restart_sidecar,
     TRIPOSR_OT_check_sidecar,
     TRIPOSR_OT_open_log,
     TRIPOSR_OT_refresh_results,
@@ -53,11 +58,15 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.register()
+    statusbar.register()
+    files.register()
     tick.register()
 
 
 def unregister() -> None:
     tick.unregister()
+    files.unregister()
+    statusbar.unregister()
     properties.unregister()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -7,6 +7,7 @@ far, so when a bigger model arrives the grid spreads out instead of letting mode
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,18 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tga", ".
 CELL_SIZE = 2.2
 GAP = 1.2  # a cell is this much wider than the largest model in it
 IN_FLIGHT = 4  # jobs sent to the sidecar at once: keeps its queue short, and Replicate's predictions busy
+SUMMARISED = (
+    ("made", JobState.DONE),
+    ("failed", JobState.FAILED),
+    ("cancelled", JobState.CANCELLED),
+    ("kept in Recent Results", JobState.KEPT),
+)
 RETRIES = 2  # extra tries for an error the sidecar calls retryable (a full queue, a rate limit)
+
+
+def model_key(image: str, params: dict) -> str:
+    """What makes two batch models the same: the image file and the settings it was made with."""
+    return json.dumps([str(Path(image).resolve()), params], sort_keys=True)
 
 
 def images_in_folder(folder: Path) -> list[Path]:
@@ -51,6 +63,7 @@ class BatchItem:
     collection: str = ""  # its collection once imported
     offset: tuple[float, float] = (0.0, 0.0)  # where it was placed, relative to the batch's corner
     tries: int = 0
+    resent: bool = False  # sent again after the sidecar died under it
 
 
 @dataclass
@@ -62,6 +75,8 @@ class Batch:
     cell: float = CELL_SIZE
     stopped: bool = False
     params: dict = field(default_factory=dict)
+    announced: bool = False  # its end has been reported
+    skipped: int = 0  # images left out because their models are already in the file
 
     @classmethod
     def from_paths(cls, name: str, paths: list[Path], **kwargs) -> Batch:
@@ -83,8 +98,14 @@ class Batch:
     def running(self) -> bool:
         return self.finished < self.total and not (self.stopped and not self.in_flight())
 
+    def summary(self) -> str:
+        """What became of its images so far: "5 made, 1 failed"."""
+        counts = {word: sum(item.state is state for item in self.items) for word, state in SUMMARISED}
+        counts["already in this file"] = self.skipped
+        return ", ".join(f"{count} {word}" for word, count in counts.items() if count or word == "made")
+
     def progress_text(self) -> str:
-        return f"{self.finished} / {self.total}"
+        return f"{self.finished} / {self.total}: {self.summary()}" if self.running else self.summary()
 
     def in_flight(self) -> list[BatchItem]:
         return [item for item in self.items if item.state is not None and not item.state.finished]

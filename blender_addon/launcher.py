@@ -12,12 +12,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .advice import PREFERENCES, in_preference_terms
+
 COMMAND = "triposr-sidecar"
-PREFERENCES = "Edit > Preferences > Add-ons > TripoSR for Blender"
+LOG_LIMIT = 5_000_000  # bytes: a longer log starts afresh
 
 
 class LaunchError(Exception):
@@ -36,6 +39,26 @@ class LaunchSettings:
 
     def __repr__(self) -> str:  # keeps the token out of tracebacks and logs
         return f"LaunchSettings({self.runner}, {self.executable!r}, {self.endpoint!r})"
+
+
+def endpoint_problem(endpoint: str) -> str:
+    """Why the endpoint is no address the sidecar can listen on or be reached at; empty when it is one."""
+    example = "tcp://127.0.0.1:5571"
+    where = f"Set Endpoint in {PREFERENCES}"
+    if not endpoint:
+        return f"No endpoint is set. {where}, for example to {example}."
+    if "://" not in endpoint:
+        return f"The endpoint “{endpoint}” lacks its tcp:// at the front. {where} to tcp://{endpoint}."
+    scheme, _, rest = endpoint.partition("://")
+    if scheme == "ipc" and rest:
+        return ""
+    try:
+        port = urlsplit(endpoint).port
+    except ValueError:
+        port = None
+    if scheme != "tcp" or not urlsplit(endpoint).hostname or port is None or not 0 < port < 65536:
+        return f"“{endpoint}” is not an address the sidecar can use. {where} to one like {example}."
+    return ""
 
 
 def is_local(endpoint: str) -> bool:
@@ -87,6 +110,7 @@ def serve_environment(settings: LaunchSettings) -> dict[str, str]:
 def diagnose(returncode: int, log_tail: str, settings: LaunchSettings) -> str:
     """A sentence for a sidecar that exited while starting, from its exit code and the end of its log."""
     last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    last = in_preference_terms(last)
     if "No module named 'sidecar'" in log_tail or "No module named sidecar" in log_tail:
         return (
             f"{settings.executable} has no TripoSR sidecar installed. Install it into that Python "
@@ -103,10 +127,21 @@ def diagnose(returncode: int, log_tail: str, settings: LaunchSettings) -> str:
     return f"The sidecar stopped while starting (exit code {returncode}): {last or 'see its log.'}"
 
 
-def log_tail(path: Path, size: int = 4000) -> str:
+def exit_description(returncode: int) -> str:
+    """`exit code N`, and the signal's name for a process a signal ended (a negative code on POSIX)."""
+    if returncode < 0:
+        try:
+            return f"exit code {returncode}, {signal.Signals(-returncode).name}"
+        except ValueError:
+            pass
+    return f"exit code {returncode}"
+
+
+def log_tail(path: Path, start: int = 0, size: int = 4000) -> str:
+    """The end of the log, from `start` on: what the latest run wrote."""
     try:
         with path.open("rb") as stream:
-            stream.seek(max(0, path.stat().st_size - size))
+            stream.seek(max(start, path.stat().st_size - size))
             return stream.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -119,12 +154,15 @@ class Launcher:
         self.process: subprocess.Popen | None = None
         self.settings: LaunchSettings | None = None
         self.log_path: Path | None = None
+        self.log_start = 0  # where this run's lines begin in the log
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def start(self, settings: LaunchSettings, log_path: Path) -> None:
+        if problem := endpoint_problem(settings.endpoint):
+            raise LaunchError(problem)
         if not is_local(settings.endpoint):
             raise LaunchError(
                 f"{settings.endpoint} is on another computer: start the sidecar there, or set a local "
@@ -138,7 +176,12 @@ class Launcher:
         creationflags = 0
         if sys.platform == "win32":
             creationflags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
-        with log_path.open("w", encoding="utf-8") as log:
+        # Appended to, so that a sidecar that died keeps its last words when the next one starts.
+        mode = "a" if log_path.is_file() and log_path.stat().st_size < LOG_LIMIT else "w"
+        with log_path.open(mode, encoding="utf-8") as log:
+            log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
+            log.flush()
+            self.log_start = log.tell()
             try:
                 self.process = subprocess.Popen(
                     command,
@@ -157,14 +200,24 @@ class Launcher:
                 ) from None
         self.settings, self.log_path = settings, log_path
 
-    def exit_message(self) -> str | None:
-        """None while the process runs (or none was started); a sentence once it has exited."""
+    def exited(self) -> int | None:
+        """The exit code, once, when the process this Blender started has ended; None otherwise.
+
+        A cheap `poll()`, so the tick asks every time: a sidecar that dies is seen at once, not after the
+        heartbeat timeout."""
         if self.process is None or self.process.poll() is None:
             return None
+        code, self.process = self.process.returncode, None
+        return code
+
+    def start_failure(self, returncode: int) -> str:
+        """Why the process ended before it ever answered."""
         assert self.settings is not None and self.log_path is not None
-        message = diagnose(self.process.returncode, log_tail(self.log_path), self.settings)
-        self.process = None
-        return message
+        return diagnose(returncode, log_tail(self.log_path, self.log_start), self.settings)
+
+    def stopped(self, returncode: int) -> str:
+        """That the process ended while it served, and where to read why."""
+        return f"The sidecar stopped ({exit_description(returncode)}); its log: {self.log_path}"
 
     def stop(self, grace: float = 3.0) -> None:
         """End the process if it outlived a shutdown request: terminate its group, then kill it."""

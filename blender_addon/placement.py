@@ -11,9 +11,11 @@ from pathlib import Path
 import bpy
 from mathutils import Vector
 
-from .batch import Batch, BatchItem, cell_for
+from .batch import Batch, BatchItem, cell_for, model_key
 from .importer import ensure_in_scene, import_glb, new_collection
 from .tracker import Job, JobState
+
+MODEL_KEY = "triposr_model"  # on a batch model's collection: which image and settings made it
 
 
 @contextmanager
@@ -50,6 +52,7 @@ def import_batch_item(path: str, batch: Batch, item: BatchItem) -> list[bpy.type
         batch.collection = parent.name
     ensure_in_scene(parent)
     collection = new_collection(item.name, parent)
+    collection[MODEL_KEY] = model_key(item.path, batch.params)
     item.collection, item.offset = collection.name, batch.offset_of(item)
     objects = import_glb(path, item.name, collection, grid_location(batch, item.offset), select=False)
     bpy.context.view_layer.update()  # the new objects' dimensions, before anything else has drawn them
@@ -58,6 +61,17 @@ def import_batch_item(path: str, batch: Batch, item: BatchItem) -> list[bpy.type
         batch.cell = cell_for(size)
         spread(batch)
     return objects
+
+
+def models_in_file(paths: list[Path], params: dict) -> set[Path]:
+    """The images among `paths` whose batch models, made with `params`, are in the scene still."""
+    keys = {model_key(str(path), params): path for path in paths}
+    in_scene = bpy.context.scene.collection.children_recursive
+    return {
+        keys[key]
+        for collection in in_scene
+        if (key := collection.get(MODEL_KEY)) in keys and collection.all_objects
+    }
 
 
 def grid_location(batch: Batch, offset: tuple[float, float]) -> Vector:

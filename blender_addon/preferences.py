@@ -12,6 +12,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from .launcher import COMMAND, LaunchSettings, find_command
+from .runtime import session
 from .shared.protocol import DEFAULT_ENDPOINT
 
 DEVICES = (
@@ -110,7 +111,13 @@ class TRIPOSR_AddonPreferences(bpy.types.AddonPreferences):
 
         column = layout.column(heading="Replicate")
         column.prop(self, "replicate_token")
-        column.label(text="Takes effect when the sidecar next starts", icon="INFO")
+        if changed := session.restart_needed:
+            column.label(text=f"{changed} changed: restart the sidecar to use them", icon="INFO")
+            column.operator("triposr.restart_sidecar", icon="FILE_REFRESH")
+        else:
+            column.label(
+                text="Weights, device, data folder and token apply when the sidecar starts", icon="INFO"
+            )
 
     def launch_settings(self) -> LaunchSettings:
         return LaunchSettings(

@@ -6,14 +6,16 @@ requests, and plain pytest drives it against a fake client. All of it runs on Bl
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .advice import in_preference_terms
 from .batch import RETRIES, Batch, BatchItem
-from .launcher import Launcher, LaunchError, LaunchSettings, is_local
+from .launcher import Launcher, LaunchError, LaunchSettings, endpoint_problem, is_local
 from .shared.client import SidecarClient, SidecarError
 from .shared.protocol import new_job_id
 from .tracker import Job, JobState, JobTracker
@@ -25,6 +27,19 @@ CONNECTED_PROBE_TIMEOUT = 0.1
 PROBE_EVERY = 3.0  # seconds between checks that the sidecar is still there, or has come up
 START_TIMEOUT = 120.0  # a first start imports torch and may download weights: give it time
 RECENT_LIMIT = 20
+OUTCOME_SECONDS = 30.0  # how long the status bar says how the last job or batch ended
+RECENT_SCAN = 500  # jobs looked through for those: the most the sidecar lists at once
+MODEL_FIELDS = ("image_sha256", "params", "backend")  # jobs alike in these made the same model
+# What the sidecar this Blender starts takes from the preferences when it starts, and only then.
+RESTART_FIELDS = (
+    ("Run With", "runner"),
+    ("the sidecar's program", "executable"),
+    ("Endpoint", "endpoint"),
+    ("Weights", "weights"),
+    ("Device", "device"),
+    ("Data Folder", "data_dir"),
+    ("Replicate Token", "token"),
+)
 OFFLINE = "Online access is off, and Replicate needs it: allow it in Preferences > System > Network"
 
 
@@ -54,7 +69,7 @@ class SidecarInfo:
 
     @property
     def weights_error(self) -> str:
-        return str(self.hello.get("weights_error") or "")
+        return in_preference_terms(str(self.hello.get("weights_error") or ""))
 
     @property
     def backends(self) -> list[str]:
@@ -93,11 +108,18 @@ class Session:
         self.starting_since: float | None = None
         self.next_probe = 0.0
         self.current = ""  # the panel's job: the last one Generate sent
+        self.file = 0  # which .blend is open: File > New, Open or Revert moves it on
         self.batch: Batch | None = None
         self.recent: list[dict[str, Any]] = []
         self.total_cost = 0.0  # what every job in the sidecar's store cost, in US dollars
         self.online = True  # Blender's "Allow Online Access", which the tick keeps current
         self.changed = True  # something the panel shows has changed since the tick last redrew it
+        # What to report when a job or a batch ends, so that an artist whose sidebar is closed notices: the
+        # tick reports it; the status bar shows the last one for a while.
+        self.notices: list[tuple[str, str]] = []  # (report level, sentence)
+        self.outcome, self.outcome_at = "", 0.0
+        self.settings: LaunchSettings | None = None  # the preferences' way to start the sidecar
+        self.auto_start = False  # the preferences' Start Automatically
 
     # The connection.
 
@@ -110,6 +132,11 @@ class Session:
         return self.starting_since is not None
 
     @property
+    def owned(self) -> bool:
+        """Whether the sidecar is the process this Blender started: only then may this Blender stop it."""
+        return self.launcher.running
+
+    @property
     def busy(self) -> bool:
         return bool(self.tracker.active()) or self.starting
 
@@ -118,13 +145,36 @@ class Session:
         """A sidecar on this computer hands over the path of its GLB: no megabytes through the socket."""
         return "path" if is_local(self.endpoint) else "bytes"
 
+    def follow(self, settings: LaunchSettings, heartbeat: float, auto_start: bool) -> None:
+        """Keep up with the preferences. A problem they caused goes once they change: the next probe or start
+        says whether it is still there."""
+        if settings != self.settings:
+            self.settings, self.problem, self.changed = settings, "", True
+        self.auto_start = auto_start
+        self.configure(settings.endpoint, heartbeat)
+
     def configure(self, endpoint: str, heartbeat: float) -> None:
         """Follow the preferences; a new endpoint gets a new client once no job depends on the old one."""
         if (endpoint, heartbeat) != (self.endpoint, self.heartbeat) and not self.tracker.active():
             self.disconnect()
             self.endpoint, self.heartbeat, self.next_probe = endpoint, heartbeat, 0.0
 
+    @property
+    def restart_needed(self) -> str:
+        """Which preferences the sidecar this Blender started does not run with yet; empty when none."""
+        started = self.launcher.settings
+        if self.settings is None or started is None or not self.launcher.running:
+            return ""
+        changed = [
+            label
+            for label, field in RESTART_FIELDS
+            if getattr(self.settings, field) != getattr(started, field)
+        ]
+        return ", ".join(changed)
+
     def ensure_client(self) -> Any:
+        if problem := endpoint_problem(self.endpoint):  # ZeroMQ would raise on it, and say less
+            raise SidecarError("sidecar_unavailable", problem, retryable=False)
         if self.client is None:
             self.client = self._make_client(self.endpoint, heartbeat_timeout=self.heartbeat)
         return self.client
@@ -137,6 +187,10 @@ class Session:
     def probe(self, timeout: float | None = None) -> bool:
         """Ask the sidecar for `hello`; True when it answered."""
         self.next_probe = time.monotonic() + PROBE_EVERY
+        if problem := endpoint_problem(self.endpoint):
+            if problem != self.problem:
+                self.problem, self.changed = problem, True
+            return False
         if timeout is None:
             timeout = CONNECTED_PROBE_TIMEOUT if self.connected else PROBE_TIMEOUT
         try:
@@ -166,12 +220,15 @@ class Session:
             self.starting_since = self.starting_since or time.monotonic()
             return "The sidecar is starting."
         try:
-            self.launcher.start(settings, log_path)
+            self.launch(settings, log_path)
         except LaunchError as exc:
             self.problem, self.changed = str(exc), True
             raise
-        self.starting_since, self.problem, self.changed, self.next_probe = time.monotonic(), "", True, 0.0
         return f"Starting the sidecar at {self.endpoint}."
+
+    def launch(self, settings: LaunchSettings, log_path: Path) -> None:
+        self.launcher.start(settings, log_path)
+        self.starting_since, self.problem, self.changed, self.next_probe = time.monotonic(), "", True, 0.0
 
     def stop(self) -> str:
         """Ask the sidecar to shut down; end the process this Blender started if it lingers."""
@@ -186,18 +243,39 @@ class Session:
         self.starting_since, self.problem, self.changed = None, "", True
         return message
 
-    def watch_start(self) -> None:
-        """While starting: notice the process ending, or taking too long to answer."""
-        if self.starting_since is None:
-            return
-        exit_message = self.launcher.exit_message()
-        if exit_message:
-            self.starting_since, self.problem, self.changed = None, exit_message, True
-        elif time.monotonic() - self.starting_since > START_TIMEOUT:
+    def watch_process(self) -> None:
+        """Notice at once that the process this Blender started has ended, and a start that takes too long."""
+        code = self.launcher.exited()
+        if code is not None and self.starting:
+            self.starting_since, self.problem = None, self.launcher.start_failure(code)
+            self.changed = True
+        elif code is not None:
+            self.lost_process(self.launcher.stopped(code))
+        elif self.starting_since is not None and time.monotonic() - self.starting_since > START_TIMEOUT:
             self.starting_since, self.changed = None, True
             self.problem = (
                 f"The sidecar started but has not answered on {self.endpoint} for {START_TIMEOUT:g} s."
             )
+
+    def lost_process(self, message: str) -> None:
+        """The sidecar died while serving: its jobs fail now; a running batch starts it again (when Start
+        Automatically is on) and sends the jobs the death took once more, when the new one answers."""
+        self.disconnect()
+        self.problem, self.changed = message, True
+        settings, log_path = self.settings, self.launcher.log_path
+        restarting = False
+        if self.batch and self.batch.running and self.auto_start and settings and log_path:
+            try:
+                self.launch(settings, log_path)
+                restarting = True
+            except LaunchError as exc:
+                self.problem = f"{message} Starting it again failed: {exc}"
+        for job in self.tracker.active():
+            if job.state is JobState.CANCELLING:
+                self.tracker.finish(job, JobState.CANCELLED)
+            elif job.state is not JobState.WAITING and job.state is not JobState.READY:
+                self.tracker.fail(job, message, "sidecar_stopped", retryable=restarting)
+            self.job_changed(job)
 
     # Jobs.
 
@@ -213,7 +291,13 @@ class Session:
         self, image: bytes, params: dict, name: str, filename: str, collection: str = "", batch: str = ""
     ) -> Job:
         job = Job(
-            new_job_id(), name, collection=collection, batch=batch, state=JobState.WAITING, params=params
+            new_job_id(),
+            name,
+            collection=collection,
+            batch=batch,
+            state=JobState.WAITING,
+            params=params,
+            file=self.file,
         )
         self.unsent[job.id] = Unsent(image, params, filename)
         self.changed = True
@@ -259,7 +343,7 @@ class Session:
 
     def fetch(self, job_id: str, name: str) -> Job:
         """Ask for a past result again; it arrives as a `result` event, like a new one."""
-        job = self.tracker.add(Job(job_id, name, state=JobState.SUBMITTED))
+        job = self.tracker.add(Job(job_id, name, state=JobState.SUBMITTED, file=self.file))
         self.ensure_client().fetch(job_id, deliver=self.deliver)
         self.changed = True
         return job
@@ -274,13 +358,26 @@ class Session:
         self.tracker.finish(job, JobState.DONE)
         self.job_changed(job)
 
+    def file_changed(self) -> None:
+        """Another .blend is open: what was asked for in the last one is kept out of it, and the batch
+        sends no more images."""
+        self.file += 1
+        if self.batch is not None:
+            self.batch.stopped = True
+        self.changed = True
+
+    def keep(self, job: Job) -> None:
+        """The job's file is no longer open: its model stays in the sidecar's store, for Recent Results."""
+        self.tracker.finish(job, JobState.KEPT)
+        self.job_changed(job)
+
     def import_failed(self, job: Job, message: str) -> None:
         self.tracker.fail(job, message, "import_failed")
         self.job_changed(job)
 
     def update(self) -> None:
         """One tick's work, never waiting on the sidecar for long."""
-        self.watch_start()
+        self.watch_process()
         idle = self.client is None or not self.client.active_jobs
         if self.endpoint and idle and time.monotonic() >= self.next_probe:
             self.probe()
@@ -296,8 +393,17 @@ class Session:
         self.advance_batch()
 
     def refresh_recent(self, timeout: float = 0.5) -> None:
-        reply = self.ensure_client().list_jobs(timeout, RECENT_LIMIT)
-        self.recent = [job for job in reply["jobs"] if job.get("status") == "done"]
+        """The newest models, each once (as the job that made it, rather than one served from the store);
+        failed jobs are passed over."""
+        reply = self.ensure_client().list_jobs(timeout, RECENT_SCAN)
+        models: dict[str, dict[str, Any]] = {}
+        for job in reply["jobs"]:  # newest first
+            key = json.dumps([job.get(name) for name in MODEL_FIELDS], sort_keys=True)
+            if job.get("status") != "done":
+                continue
+            if key not in models or models[key].get("source_job") == job["job"]:
+                models[key] = job
+        self.recent = list(models.values())[:RECENT_LIMIT]
         self.total_cost = float(reply.get("total_cost") or 0.0)
         self.changed = True
 
@@ -329,6 +435,11 @@ class Session:
             item.state, item.message = JobState.WAITING, ""
             item.job = self.hold(image, batch.params, item.name, Path(item.path).name, batch=batch.name).id
         self.send_unsent()
+        if not batch.running and not batch.announced:
+            batch.announced = True
+            cost = self.batch_cost()
+            paid = f", for ${cost:.2f}" if cost else ""
+            self.announce("INFO", f"Batch {batch.name}: {batch.summary()}{paid}")
 
     def batch_cost(self) -> float:
         """What the batch's models have cost so far, in US dollars."""
@@ -342,19 +453,37 @@ class Session:
             return None
         return next((item for item in self.batch.items if item.job == job.id), None)
 
+    def status_line(self) -> tuple[str, float | None]:
+        """What Blender's status bar shows, and how far along it is (None: no bar, a sentence)."""
+        batch = self.batch
+        if batch is not None and batch.running:
+            return f"TripoSR {batch.name}: {batch.progress_text()}", batch.finished / batch.total
+        job = self.tracker.get(self.current)
+        if job is not None and not job.state.finished:
+            return f"TripoSR {job.name}: {job.progress_text()}", job.overall
+        if self.outcome and time.monotonic() - self.outcome_at < OUTCOME_SECONDS:
+            return f"TripoSR {self.outcome}", None
+        return "", None
+
+    def announce(self, level: str, sentence: str) -> None:
+        self.notices.append((level, sentence))
+        self.outcome, self.outcome_at = sentence, time.monotonic()
+
     def job_changed(self, job: Job) -> None:
         self.changed = True
+        if job.id == self.current and job.state.finished and not job.announced:
+            job.announced = True
+            self.announce("ERROR" if job.state is JobState.FAILED else "INFO", job.outcome())
         item = self.batch_item(job)
         if item is None or self.batch is None:
             return
-        if (
-            job.state is JobState.FAILED
-            and job.retryable
-            and item.tries <= RETRIES
-            and not self.batch.stopped
-        ):
-            item.state, item.job = None, ""  # advance_batch sends it again
-            return
+        if job.state is JobState.FAILED and job.retryable and not self.batch.stopped:
+            # A sidecar that died is started again: the items it took go out once more, to the new one.
+            again = not item.resent if job.error_code == "sidecar_stopped" else item.tries <= RETRIES
+            if again:
+                item.resent = item.resent or job.error_code == "sidecar_stopped"
+                item.state, item.job = None, ""  # advance_batch sends it again
+                return
         item.state = job.state
         if job.state is JobState.FAILED:
             item.message = job.error

@@ -6,6 +6,7 @@ plain function too: operators asked to wait, and the tests, call it in a loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -24,7 +25,7 @@ IDLE_INTERVAL = 1.0
 
 def tick() -> float:
     preferences = get_preferences()
-    session.configure(preferences.endpoint.strip(), preferences.heartbeat_timeout)
+    session.follow(preferences.launch_settings(), preferences.heartbeat_timeout, preferences.auto_start)
     session.online = bpy.app.online_access
     # A result is imported a tick after the one that received it, one per tick, so that no tick both takes
     # a large message off the socket and imports it. The importer leaves Edit or Sculpt mode to do its
@@ -33,6 +34,8 @@ def tick() -> float:
     if ready and bpy.context.mode == "OBJECT":
         land(ready[0])
     session.update()
+    while session.notices:
+        notify(*session.notices.pop(0))
     if session.changed:
         session.changed = False
         redraw()
@@ -40,7 +43,10 @@ def tick() -> float:
 
 
 def land(job: Job) -> None:
-    """Import a result into the scene, as one undo step."""
+    """Import a result into the scene, as one undo step; only into the file it was made for."""
+    if job.file != session.file:
+        session.keep(job)
+        return
     path = job.result.get("path")
     if job.glb is None and not (path and os.path.isfile(path)):
         session.fetch_bytes(job)  # the sidecar runs on another computer: its path means nothing here
@@ -55,11 +61,27 @@ def land(job: Job) -> None:
     bpy.ops.ed.undo_push(message=f"TripoSR: {job.name}")
 
 
+def notify(level: str, message: str) -> None:
+    # bpy.ops raises an ERROR report in its Python caller once it has reported it: that part is not news here
+    with contextlib.suppress(RuntimeError):
+        bpy.ops.triposr.notify(level=level, message=message)  # type: ignore[attr-defined]
+
+
 def redraw() -> None:
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == "VIEW_3D":
                 area.tag_redraw()
+    if session.status_line()[0]:
+        redraw_status_bar()
+
+
+def redraw_status_bar() -> None:
+    """Have the status bar draw anew. Clearing the status text is what tags it for a redraw (no area of the
+    window's screen holds it); a tool's text is set again on its next event."""
+    for window in bpy.context.window_manager.windows:
+        with bpy.context.temp_override(window=window):
+            window.workspace.status_text_set_internal(None)
 
 
 def run_until(done: Callable[[], bool]) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from .advice import in_preference_terms
+
 # What each stage is called in the panel, and about how many seconds it takes on a resolution-256 job (on a
 # GPU; in the cloud, on Replicate's A100), so that one bar runs evenly across the stages a job goes through.
 # A local job: these, then the asset stages.
@@ -64,12 +66,13 @@ class JobState(Enum):
     CANCELLING = "Cancelling"
     READY = "Importing"
     DONE = "Done"
+    KEPT = "Kept in Recent Results"  # made for a file that is no longer open: not imported into this one
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.DONE, JobState.KEPT, JobState.FAILED, JobState.CANCELLED)
 
 
 class SidecarEvent(Protocol):
@@ -88,6 +91,7 @@ class Job:
     collection: str = ""  # the collection to import into; empty: a new one named after the image
     location: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the 3D cursor when Generate was pressed
     batch: str = ""  # the batch it belongs to, if any
+    file: int = 0  # the .blend it was made for (Session.file when it was sent)
     state: JobState = JobState.SUBMITTED
     params: dict[str, Any] = field(default_factory=dict)  # as sent, then as the sidecar runs them
     stage: str = ""
@@ -102,6 +106,7 @@ class Job:
     error_code: str = ""
     retryable: bool = False
     objects: list[str] = field(default_factory=list)  # names of what the import created
+    announced: bool = False  # its end has been reported
 
     @property
     def from_store(self) -> bool:
@@ -148,6 +153,14 @@ class Job:
         known = STAGES.get(self.stage)
         label = known[0] if known else self.stage.replace("_", " ").capitalize()
         return f"{label} {self.fraction:.0%}"
+
+    def outcome(self) -> str:
+        """How the job ended, in one sentence."""
+        if self.state is JobState.FAILED:
+            return f"{self.name} failed: {self.error}"
+        if self.state is JobState.KEPT:
+            return f"{self.name} was made for the file open before: import it from Recent Results"
+        return f"{self.name}: {self.state.value.lower()}"
 
     def summary(self) -> list[str]:
         """Lines for the panel once the job has a result."""
@@ -227,7 +240,7 @@ class JobTracker:
                 job.state, job.result, job.glb = JobState.READY, header, event.payload
                 job.seconds = time.monotonic() - job.started
         elif event.type == "error":
-            message = str(header.get("message") or "The sidecar reported an error.")
+            message = in_preference_terms(str(header.get("message") or "The sidecar reported an error."))
             self.fail(job, message, str(header.get("code", "")), bool(header.get("retryable")))
         elif event.type == "cancelled":
             self.finish(job, JobState.CANCELLED)

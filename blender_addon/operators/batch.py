@@ -10,7 +10,7 @@ from bpy.props import BoolProperty, CollectionProperty, StringProperty
 
 from ..batch import Batch, images_in_folder
 from ..launcher import LaunchError
-from ..placement import import_glb_folder
+from ..placement import import_glb_folder, models_in_file
 from ..properties import scene_settings
 from ..runtime import session
 from ..tick import run_until
@@ -78,15 +78,19 @@ class TRIPOSR_OT_generate_batch(FolderOperator):
         except LaunchError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        settings = scene_settings(context)
-        origin = cursor_location(context)
-        batch = Batch.from_paths(folder.name or "Batch", paths, origin=origin, params=settings.params())
+        params = scene_settings(context).params()
+        here = models_in_file(paths, params)
+        if len(here) == len(paths):
+            self.report({"INFO"}, f"The models of all {len(paths)} images are in this file already")
+            return {"CANCELLED"}
+        wanted = [path for path in paths if path not in here]
+        batch = Batch.from_paths(folder.name or "Batch", wanted, params=params)
+        batch.origin, batch.skipped = cursor_location(context), len(here)
+        if here:
+            self.report({"INFO"}, f"Skipping {len(here)} images whose models are in this file already")
         session.start_batch(batch)
-        if should_wait(self):
+        if should_wait(self):  # the tick reports how it ended
             run_until(lambda: not batch.running and not session.tracker.ready())
-            cost = session.batch_cost()
-            paid = f", for ${cost:.2f}" if cost else ""
-            self.report({"INFO"}, f"{batch.total - len(batch.failed)} of {batch.total} models made{paid}")
         return {"FINISHED"}
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from ..launcher import LaunchError
+from ..launcher import LaunchError, endpoint_problem, is_local
 from ..preferences import get_preferences, sidecar_log_path
+from ..readiness import Missing, missing
 from ..runtime import session
 from ..session import OFFLINE
 
@@ -27,6 +28,10 @@ def should_wait(operator: bpy.types.Operator) -> bool:
 def sidecar_problem(context: bpy.types.Context, backend: str = "local") -> str:
     """Why a job cannot be sent now, or an empty string."""
     preferences = get_preferences(context)
+    if problem := endpoint_problem(preferences.endpoint.strip()):
+        return problem
+    if lacking := setup_missing(context):
+        return f"{lacking[0].sentence} Set {lacking[0].preference} in the preferences"
     if not (session.connected or session.starting or preferences.auto_start):
         problem = session.problem or "The sidecar is not running."
         return (
@@ -37,6 +42,14 @@ def sidecar_problem(context: bpy.types.Context, backend: str = "local") -> str:
     if backend != "local" and not bpy.app.online_access:  # replicate and auto may send the image away
         return OFFLINE
     return ""
+
+
+def setup_missing(context: bpy.types.Context) -> list[Missing]:
+    """What a sidecar this Blender would start lacks, while none answers; nothing once one does."""
+    preferences = get_preferences(context)
+    if session.connected or session.starting or not is_local(preferences.endpoint.strip()):
+        return []
+    return missing(preferences.launch_settings())
 
 
 def ensure_sidecar(context: bpy.types.Context) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import bpy
 from bpy.props import BoolProperty
 
-from ..launcher import LaunchError, is_local
+from ..launcher import LaunchError, endpoint_problem, is_local
 from ..preferences import get_preferences, sidecar_log_path
 from ..runtime import session
 from ..tick import run_until
@@ -15,6 +15,9 @@ from .common import WAIT_DESCRIPTION, should_wait
 
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
+
+# Another Blender may be using it: only the one that started it stops it, and it ends when that one quits.
+NOT_OURS = "Another Blender or program started this sidecar: only that one can stop it"
 
 
 class TRIPOSR_OT_start_sidecar(bpy.types.Operator):
@@ -31,7 +34,11 @@ class TRIPOSR_OT_start_sidecar(bpy.types.Operator):
         if session.starting:
             cls.poll_message_set("The sidecar is starting")
             return False
-        if not is_local(get_preferences(context).endpoint):
+        endpoint = get_preferences(context).endpoint.strip()
+        if problem := endpoint_problem(endpoint):
+            cls.poll_message_set(problem)
+            return False
+        if not is_local(endpoint):
             cls.poll_message_set("The endpoint is on another computer: start the sidecar there")
             return False
         return True
@@ -53,7 +60,7 @@ class TRIPOSR_OT_start_sidecar(bpy.types.Operator):
 
 
 class TRIPOSR_OT_stop_sidecar(bpy.types.Operator):
-    """Ask the sidecar to shut down (frees its memory); running jobs stop"""
+    """Shut down the sidecar this Blender started (frees its memory); running jobs stop"""
 
     bl_idname = "triposr.stop_sidecar"
     bl_label = "Stop"
@@ -61,7 +68,10 @@ class TRIPOSR_OT_stop_sidecar(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not (session.connected or session.starting or session.launcher.running):
+        if session.connected and not session.owned:
+            cls.poll_message_set(NOT_OURS)
+            return False
+        if not (session.starting or session.owned):
             cls.poll_message_set("No sidecar is running")
             return False
         return True
@@ -70,6 +80,35 @@ class TRIPOSR_OT_stop_sidecar(bpy.types.Operator):
         for job in session.tracker.active():
             session.cancel(job.id)
         self.report({"INFO"}, session.stop())
+        return {"FINISHED"}
+
+
+class TRIPOSR_OT_restart_sidecar(bpy.types.Operator):
+    """Stop the sidecar this Blender started and start it again, with the preferences as they are now"""
+
+    bl_idname = "triposr.restart_sidecar"
+    bl_label = "Restart"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not session.owned:
+            cls.poll_message_set(NOT_OURS)
+            return False
+        if session.tracker.active():
+            cls.poll_message_set("Models are being made: wait for them, or cancel them first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[OperatorReturnItems]:
+        session.stop()
+        try:
+            self.report(
+                {"INFO"}, session.start(get_preferences(context).launch_settings(), sidecar_log_path())
+            )
+        except LaunchError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 

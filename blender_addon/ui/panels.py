@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import textwrap
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import bpy
 
-from ..preferences import get_preferences, sidecar_log_path
+from ..operators.common import setup_missing
+from ..preferences import TRIPOSR_AddonPreferences, get_preferences, sidecar_log_path
 from ..properties import scene_settings
+from ..readiness import Missing
 from ..runtime import session
 from ..session import OFFLINE
 from ..tracker import Job, JobState
@@ -27,21 +30,36 @@ STATE_ICONS: dict[JobState | None, IconItems] = {
     JobState.CANCELLING: "X",
     JobState.READY: "IMPORT",
     JobState.DONE: "CHECKMARK",
+    JobState.KEPT: "FILE_BLEND",
     JobState.FAILED: "ERROR",
     JobState.CANCELLED: "X",
 }
 
 
 def wrapped(
-    layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: IconItems = "NONE"
+    layout: bpy.types.UILayout,
+    context: bpy.types.Context,
+    text: str,
+    icon: IconItems = "NONE",
+    wrap: Callable[[str, int], list[str]] = textwrap.wrap,
 ) -> None:
     """A label broken into lines that fit the sidebar (Blender's labels do not wrap)."""
     width = context.region.width if context.region else 300
     scale = context.preferences.system.ui_scale or 1.0  # 0 where nothing is displayed
     characters = max(20, int(width / (7 * scale)))
     column = layout.column(align=True)
-    for index, line in enumerate(textwrap.wrap(text, characters) or [""]):
+    for index, line in enumerate(wrap(text, characters) or [""]):
         column.label(text=line, icon=icon if index == 0 else "BLANK1")
+
+
+def path_lines(path: str, characters: int) -> list[str]:
+    """A path in lines of at most `characters`, broken after a separator where it can be."""
+    lines: list[str] = []
+    while len(path) > characters:
+        cut = max(path.rfind("/", 0, characters), path.rfind("\\", 0, characters)) + 1 or characters
+        lines.append(path[:cut])
+        path = path[cut:]
+    return [*lines, path]
 
 
 class SidebarPanel(bpy.types.Panel):
@@ -77,6 +95,8 @@ class TRIPOSR_PT_main(SidebarPanel):
         column.prop(settings, "remove_background")
         column.prop(settings, "collection", placeholder=f"New: {settings.image_name() or 'image name'}")
 
+        if lacking := setup_missing(context):
+            draw_setup(layout.box(), context, lacking)
         job = session.tracker.get(session.current)
         if job is not None and not job.state.finished:
             waiting = job.state is JobState.READY and context.mode != "OBJECT"
@@ -91,6 +111,15 @@ class TRIPOSR_PT_main(SidebarPanel):
             draw_outcome(layout.box(), context, job)
 
 
+def draw_setup(layout: bpy.types.UILayout, context: bpy.types.Context, lacking: list[Missing]) -> None:
+    """What to set before the first model, each with a button to the add-on's preferences."""
+    layout.label(text="Before the first model", icon="PREFERENCES")
+    for item in lacking:
+        wrapped(layout, context, item.sentence, icon="ERROR")
+        button = layout.operator("preferences.addon_show", text=f"Set {item.preference}…", icon="PREFERENCES")
+        button.module = TRIPOSR_AddonPreferences.bl_idname
+
+
 def draw_outcome(layout: bpy.types.UILayout, context: bpy.types.Context, job: Job) -> None:
     if job.state is JobState.DONE:
         layout.label(text=f"{job.name}: done", icon="CHECKMARK")
@@ -98,6 +127,8 @@ def draw_outcome(layout: bpy.types.UILayout, context: bpy.types.Context, job: Jo
             layout.label(text=line)
     elif job.state is JobState.FAILED:
         wrapped(layout, context, f"{job.name}: {job.error}", icon="ERROR")
+    elif job.state is JobState.KEPT:
+        wrapped(layout, context, job.outcome(), icon="FILE_BLEND")
     else:
         layout.label(text=f"{job.name}: cancelled", icon="X")
 
@@ -156,6 +187,8 @@ class TRIPOSR_PT_sidecar(SidebarPanel):
                 wrapped(column, context, f"The model could not be loaded: {info.weights_error}", icon="ERROR")
             if info.queue_length:
                 column.label(text=f"{info.queue_length} job(s) waiting")
+            if not session.owned:
+                wrapped(column, context, "Started outside this Blender, which can use it but not stop it")
             if info.replicate_problem and get_preferences(context).replicate_token:
                 wrapped(column, context, f"No Replicate: {info.replicate_problem}", icon="INFO")
         elif session.starting:
@@ -165,16 +198,21 @@ class TRIPOSR_PT_sidecar(SidebarPanel):
             column.label(
                 text=f"Not connected ({session.endpoint or get_preferences(context).endpoint})", icon="X"
             )
-            if session.problem:
+            current = session.tracker.get(session.current)
+            if session.problem and not (current and current.error == session.problem):  # said above already
                 wrapped(column, context, session.problem)
+        if changed := session.restart_needed:
+            column = layout.column()
+            wrapped(column, context, f"{changed} changed: restart the sidecar to use them", icon="INFO")
+            column.operator("triposr.restart_sidecar", icon="FILE_REFRESH")
 
         row = layout.row(align=True)
         row.operator("triposr.start_sidecar", icon="PLAY")
         row.operator("triposr.stop_sidecar", icon="PAUSE")
         row.operator("triposr.check_sidecar", text="", icon="FILE_REFRESH")
-        row = layout.row(align=True)
-        row.operator("triposr.open_log", icon="TEXT")
-        row.label(text=str(sidecar_log_path()))
+        column = layout.column()
+        column.operator("triposr.open_log", icon="TEXT")
+        wrapped(column, context, str(sidecar_log_path()), wrap=path_lines)
 
 
 class TRIPOSR_PT_batch(SidebarPanel):

@@ -32,7 +32,7 @@ def test_at_most_a_few_jobs_go_to_the_sidecar_at_once(tmp_path):
     assert batch.to_send() == [] and batch.running
     sent[0].state = JobState.DONE
     assert len(batch.to_send()) == 1
-    assert batch.progress_text() == "1 / 7"
+    assert batch.progress_text() == "1 / 7: 1 made"
 
 
 def test_a_stopped_batch_sends_nothing_more_and_ends_when_its_jobs_have(tmp_path):

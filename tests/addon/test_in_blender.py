@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import trimesh
 from addon_helpers import SIDECAR_PYTHON, TINY, make_images
+from sidecar_process import free_port
 
 from sidecar.assets.colour import srgb_to_linear
 from sidecar.assets.surface import Surface
@@ -22,6 +25,16 @@ def run_script(blender, script: str, workdir: Path, **settings) -> dict:
     path = workdir / f"{Path(script).stem}.json"
     path.write_text(json.dumps({"workdir": str(workdir), **settings}))
     return blender.run(script, workdir, str(path), timeout=600)
+
+
+def sidecar_to_start(tmp_path: Path) -> dict:
+    """Settings for a script whose add-on starts the sidecar itself: a free port, the tiny weights."""
+    return {
+        "endpoint": f"tcp://127.0.0.1:{free_port()}",
+        "python": str(SIDECAR_PYTHON),
+        "weights": str(TINY),
+        "data_dir": str(tmp_path / "data"),
+    }
 
 
 def assert_panels_drew_cleanly(report: dict, states: set[str]) -> None:
@@ -120,6 +133,10 @@ def test_batches_of_images_and_of_glbs(blender, addon_zip, running_sidecar, tmp_
     make_images(good, 6)
     mixed = tmp_path / "mixed"
     make_images(mixed, 6, corrupt=2)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for index in range(25):
+        (broken / f"broken_{index}.png").write_bytes(b"not an image %d" % index)
     parented = tmp_path / "parented"
     parented.mkdir()
     sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
@@ -136,12 +153,13 @@ def test_batches_of_images_and_of_glbs(blender, addon_zip, running_sidecar, tmp_
         endpoint=running_sidecar.endpoint,
         good=str(good),
         mixed=str(mixed),
+        broken=str(broken),
         data_dir=str(running_sidecar.data_dir),
         parented=str(parented),
     )
     first = report["first"]
     names = [f"object_{index}" for index in range(1, 7)]
-    assert first["in_scene"] and first["progress"] == "6 / 6"
+    assert first["in_scene"] and first["progress"] == "6 made"
     assert [child["name"] for child in first["children"]] == names, "one collection per image, in order"
     models = [model for child in first["children"] for model in child["models"]]
     assert [model["name"] for model in models] == names
@@ -153,15 +171,23 @@ def test_batches_of_images_and_of_glbs(blender, addon_zip, running_sidecar, tmp_
     assert min(columns) == 10.0 and max(rows) == 0.0
     assert not any(report["first_from_store"]), "the first run makes every model"
 
-    assert all(report["again_from_store"]), "running the batch again makes none: all six come from the store"
+    assert report["same_file"] == ["CANCELLED"], "the same batch into the same file: nothing to make"
+    assert report["same_file_said"] == ["Info: The models of all 6 images are in this file already"]
+    missing_one = report["missing_one"]
+    assert [item["name"] for item in missing_one["items"]] == ["object_2"], "only the deleted one is made"
+    assert missing_one["progress"] == "1 made, 5 already in this file"
+
+    assert all(report["again_from_store"]), "in a new file, the batch makes none: all six come from the store"
     assert {item["message"] for item in report["again"]["items"]} == {"from the store"}
-    assert [child["name"] for child in report["again"]["children"]] == [f"{name}.001" for name in names]
+    assert [child["name"] for child in report["again"]["children"]] == names
 
     mixed = report["mixed"]
     states = {item["name"]: (item["state"], item["message"]) for item in mixed["items"]}
     assert states.pop("object_3")[0] == "FAILED"
     assert {state for state, _ in states.values()} == {"DONE"}, states
-    assert len(mixed["children"]) == 5 and mixed["progress"] == "6 / 6"
+    assert len(mixed["children"]) == 5 and mixed["progress"] == "5 made, 1 failed"
+    recent = report["recent"]
+    assert len(recent) == 11 and len({json.dumps(model) for model in recent}) == 11, "6 + 5 models, each once"
 
     glb_models = [model for child in report["glb_folder"]["children"] for model in child]
     assert len(glb_models) == report["glb_folder"]["glbs"] == 11, "6 + 5 models made; the store reuses files"
@@ -244,3 +270,166 @@ def test_ticks_while_a_20_mb_result_arrives(blender, addon_zip, running_sidecar,
         # Taking the result off the socket and every tick but the import's stay short; the import itself is
         # Blender's glTF importer at work, measured and reported.
         assert figures["arrival_tick"] < 0.05 and figures["longest_other_tick"] < 0.05
+
+
+def test_a_sidecar_that_dies_is_seen_at_once_and_a_batch_restarts_it(blender, addon_zip, tmp_path):
+    images = make_images(tmp_path / "images", 6)
+    report = run_script(
+        blender,
+        "addon_dead_sidecar.py",
+        tmp_path,
+        zip=str(addon_zip),
+        **sidecar_to_start(tmp_path),
+        images=[str(path) for path in images],
+        batch=str(tmp_path / "images"),
+    )
+    killed = report["killed"]
+    assert killed["ticks_after_exit"] == 1, "the first tick after the exit fails the job, not the heartbeat"
+    assert killed["state"] == "FAILED" and not killed["connected"]
+    expected = f"The sidecar stopped (exit code -9, SIGKILL); its log: {killed['log']}"
+    assert killed["error"] == killed["problem"] == expected
+
+    assert report["next_job"]["first_state"] == "WAITING" and report["next_job"]["starting"]
+    assert report["next_job"]["state"] == "DONE" and report["restarted"], report["next_job"]
+
+    batch = report["batch"]
+    assert batch["processes"] == 2, "one automatic restart"
+    assert [item["state"] for item in batch["items"]] == ["DONE"] * 6, batch["items"]
+    # object_1 is there from the jobs before: the batch's is object_1.001
+    assert sorted(name.split(".")[0] for name in batch["models"]) == [f"object_{i}" for i in range(1, 7)]
+    resent = [item["name"] for item in batch["items"] if item["resent"]]
+    assert resent and set(resent) <= set(batch["in_flight_at_kill"]), "only what the death took goes again"
+    assert all(item["tries"] == 1 + item["resent"] for item in batch["items"]), "once, to the new sidecar"
+
+
+def test_settings_say_what_to_fix_and_when_to_restart(blender, addon_zip, tmp_path):
+    other = tmp_path / "other-weights"
+    shutil.copytree(TINY, other)
+    report = run_script(
+        blender,
+        "addon_settings.py",
+        tmp_path,
+        zip=str(addon_zip),
+        **sidecar_to_start(tmp_path),
+        other_weights=str(other),
+        missing_weights=str(tmp_path / "no-weights"),
+    )
+    typed = report["typed_without_tcp"]
+    assert "lacks its tcp://" in typed["problem"] and "Set Endpoint in Edit > Preferences" in typed["problem"]
+    assert typed["generate_allowed"] is False and typed["start_allowed"] is False
+    tracebacks = [line for line in report["output"] if "Traceback" in line or "ZMQError" in line]
+    assert tracebacks == [], report["output"]
+    assert report["fixed"] in ("", f"No sidecar answers at {report['endpoint']}."), "fixed: the sentence goes"
+
+    assert report["restart_needed"] == "Weights"
+    assert report["restarted"] == {
+        "new_process": True,
+        "first_exit": 0,
+        "restart_needed": "",
+        "weights": str(other),
+    }
+    weights_error = report["weights_error"]
+    assert "--" not in weights_error and "Set Weights in Edit > Preferences" in weights_error, weights_error
+    assert_panels_drew_cleanly(report, {"bad endpoint", "restart needed"})
+
+
+def test_the_status_bar_and_reports_tell_an_artist_with_the_sidebar_closed(
+    blender, addon_zip, running_sidecar, tmp_path
+):
+    (image,) = make_images(tmp_path / "images", 1)
+    (corrupt,) = make_images(tmp_path / "broken", 1, corrupt=0)
+    make_images(tmp_path / "mixed", 3, corrupt=1)
+    report = run_script(
+        blender,
+        "addon_status.py",
+        tmp_path,
+        zip=str(addon_zip),
+        endpoint=running_sidecar.endpoint,
+        image=str(image),
+        corrupt=str(corrupt),
+        batch=str(tmp_path / "mixed"),
+    )
+    assert report["hooked"], "the add-on draws in Blender's status bar"
+    job = report["job"]
+    bars = [(text, factor) for text, factor in job["status"] if factor is not None]
+    assert bars and all(text.startswith("TripoSR object_1: ") for text, _ in bars), job["status"]
+    assert job["status"][-1] == ["TripoSR object_1: done", None]
+    assert job["reports"] == ["Info: object_1: done"]
+    assert report["after_job"] == ["TripoSR object_1: done", None], "the end stays in view a while"
+
+    failed = report["failed_job"]
+    assert failed["reports"] == [f"Error: object_1 failed: {failed['error']}"]
+
+    batch = report["batch"]
+    assert ["TripoSR mixed: 1 / 3: 1 made", 1 / 3] in batch["status"] or any(
+        text.startswith("TripoSR mixed: ") and factor is not None for text, factor in batch["status"]
+    ), batch["status"]
+    assert batch["reports"] == ["Info: Batch mixed: 2 made, 1 failed"], batch["reports"]
+    assert batch["after"] == ["TripoSR Batch mixed: 2 made, 1 failed", None]
+    assert job["complaints"] == failed["complaints"] == batch["complaints"] == []
+
+
+def test_a_model_lands_only_in_the_file_it_was_made_for(blender, addon_zip, running_sidecar, tmp_path):
+    (image,) = make_images(tmp_path / "images", 1)
+    report = run_script(
+        blender,
+        "addon_files.py",
+        tmp_path,
+        zip=str(addon_zip),
+        endpoint=running_sidecar.endpoint,
+        image=str(image),
+    )
+    elsewhere = report["made_elsewhere"]
+    assert elsewhere["state"] == "KEPT" and elsewhere["objects"] == [], "none lands in the file opened since"
+    assert elsewhere["reports"] == [
+        "Info: object_1 was made for the file open before: import it from Recent Results"
+    ]
+    assert report["made_here"] == {"state": "DONE", "objects": ["object_1"]}
+    assert report["kept_job"] in report["recent"]
+    assert report["imported"] == ["kept", "object_1"]
+
+
+def test_two_blenders_share_a_sidecar_that_only_its_starter_stops(blender, addon_zip, tmp_path):
+    images = make_images(tmp_path / "images", 4)
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    shared = {
+        "zip": str(addon_zip),
+        **sidecar_to_start(tmp_path),
+        "signals": str(signals),
+        "batch": str(tmp_path / "images"),
+        "image": str(images[0]),
+    }
+    roles = ("first", "second")
+    for role in roles:
+        (tmp_path / role).mkdir()
+    with ThreadPoolExecutor(2) as pool:  # two Blender processes at once
+        script = "addon_two_blenders.py"
+        runs = [pool.submit(run_script, blender, script, tmp_path / r, role=r, **shared) for r in roles]
+        first, second = (run.result() for run in runs)
+    assert second["took_over"] is False and second["connected"], "the second uses the first one's sidecar"
+    assert second["job"] == "DONE" and second["processes"] == 1
+    assert second["may_stop"] is False, "only the Blender that started the sidecar stops it"
+    assert first["running_when_second_quit"], "the second quit while the first's batch ran"
+    assert first["items"] == ["DONE"] * 4 and first["same_process"] and first["may_stop"]
+    assert first["exit_code"] == 0
+
+
+def test_a_first_run_shows_what_is_missing_and_where_to_set_it(blender, addon_zip, tmp_path):
+    (image,) = make_images(tmp_path / "images", 1)
+    report = run_script(
+        blender,
+        "addon_first_run.py",
+        tmp_path,
+        zip=str(addon_zip),
+        **sidecar_to_start(tmp_path),
+        command=str(tmp_path / "nowhere" / "triposr-sidecar"),
+        missing_weights=str(tmp_path / "weights"),
+        image=str(image),
+    )
+    first_run = report["first_run"]
+    assert [preference for preference, _ in first_run["missing"]] == ["Command", "Weights"]
+    assert first_run["missing"][0][1] == f"There is no program at {tmp_path / 'nowhere' / 'triposr-sidecar'}."
+    assert first_run["generate_allowed"] is False
+    assert report["set_up"] == {"missing": [], "generate_allowed": True}
+    assert_panels_drew_cleanly(report, {"first run"})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from triposr_addon.launcher import (
     LaunchError,
     LaunchSettings,
     diagnose,
+    endpoint_problem,
+    exit_description,
     is_local,
     serve_command,
     serve_environment,
@@ -68,11 +69,8 @@ def test_a_missing_interpreter_is_named(tmp_path):
 
 
 def wait_for_exit(launcher: Launcher, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while (message := launcher.exit_message()) is None:
-        assert time.monotonic() < deadline, "the sidecar should have stopped"
-        time.sleep(0.2)
-    return message
+    launcher.process.wait(timeout=timeout)
+    return launcher.start_failure(launcher.exited())
 
 
 def test_a_python_without_the_sidecar_says_to_install_it(tmp_path):
@@ -103,3 +101,35 @@ def test_other_failures_keep_the_sidecars_own_sentence():
     log = "INFO: starting\nerror: The data folder /x cannot be created: Permission denied.\n"
     assert diagnose(1, log, SETTINGS).endswith("The data folder /x cannot be created: Permission denied.")
     assert "usage" not in diagnose(2, "usage: triposr-sidecar ...\nerror: invalid choice: 'serve'", SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "sentence"),
+    [
+        ("127.0.0.1:5571", "lacks its tcp:// at the front. Set Endpoint in Edit > Preferences"),
+        ("tcp://127.0.0.1", "is not an address the sidecar can use"),
+        ("tcp://127.0.0.1:99999", "is not an address the sidecar can use"),
+        ("http://127.0.0.1:5571", "is not an address the sidecar can use"),
+        ("", "No endpoint is set"),
+        ("tcp://127.0.0.1:5571", ""),
+        ("tcp://localhost:5571", ""),
+        ("ipc:///tmp/triposr", ""),
+    ],
+)
+def test_an_endpoint_that_cannot_work_gets_a_sentence(endpoint, sentence):
+    problem = endpoint_problem(endpoint)
+    assert (sentence in problem and problem) if sentence else problem == ""
+
+
+def test_a_start_with_such_an_endpoint_says_so_rather_than_raise_from_zeromq(tmp_path):
+    settings = LaunchSettings("PYTHON", str(SIDECAR_PYTHON), "127.0.0.1:5571", "", "")
+    with pytest.raises(LaunchError, match="lacks its tcp://"):
+        Launcher().start(settings, tmp_path / "sidecar.log")
+
+
+def test_an_exit_is_told_with_its_code_and_for_a_signal_its_name(tmp_path):
+    assert exit_description(3) == "exit code 3"
+    assert exit_description(-9) == "exit code -9, SIGKILL"
+    launcher = Launcher()
+    launcher.log_path = tmp_path / "sidecar.log"
+    assert launcher.stopped(1) == f"The sidecar stopped (exit code 1); its log: {tmp_path / 'sidecar.log'}"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from triposr_addon.batch import IN_FLIGHT, Batch
+from triposr_addon.launcher import LaunchSettings
 from triposr_addon.session import Session
 from triposr_addon.tracker import JobState
 
@@ -147,5 +151,53 @@ def test_a_batch_keeps_a_few_jobs_in_flight_retries_what_may_work_and_reports_fa
         for job in session.tracker.ready():
             session.imported(job, [job.name])
     assert [item.state for item in batch.items].count(JobState.DONE) == 4
-    assert batch.progress_text() == "6 / 6"
+    assert batch.progress_text() == "4 made, 2 failed"
     assert {item.message for item in batch.items if item.state is JobState.DONE} == {"from the store"}
+
+
+def test_a_batch_restarts_the_sidecar_that_died_and_sends_what_it_took_once(session, tmp_path, monkeypatch):
+    launches: list = []
+
+    def launch(settings: LaunchSettings, log_path: Path) -> None:  # as Session.launch leaves it, no process
+        launches.append(settings)
+        session.starting_since, session.next_probe = time.monotonic(), 0.0
+
+    monkeypatch.setattr(session, "launch", launch)
+    answering = False  # whether the new sidecar has come up
+
+    def make_client(endpoint: str, heartbeat_timeout: float) -> FakeClient:
+        client = FakeClient(endpoint, heartbeat_timeout)
+        client.up = answering
+        return client
+
+    monkeypatch.setattr(session, "_make_client", make_client)
+    session.settings, session.auto_start = LaunchSettings("PYTHON", "python", session.endpoint, "", ""), True
+    paths = [tmp_path / f"{index}.png" for index in range(6)]
+    for path in paths:
+        path.write_bytes(path.name.encode())
+    batch = Batch.from_paths("folder", paths)
+    session.start_batch(batch)
+    taken = {item.name for item in batch.in_flight()}
+
+    def die() -> None:
+        session.launcher.process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+        session.launcher.log_path = tmp_path / "sidecar.log"
+        session.launcher.process.wait()
+        session.update()
+
+    die()
+    assert len(launches) == 1 and session.starting and not session.connected
+    resent = {item.name for item in batch.items if item.resent}
+    assert resent == taken and all(item.state is JobState.WAITING for item in batch.in_flight())
+    assert session.client is None, "nothing is sent to the dead process"
+
+    answering, session.next_probe = True, 0.0
+    session.update()  # the new sidecar answers: what the death took goes out to it
+    assert {session.tracker.get(item.job).name for item in batch.in_flight()} == taken
+    assert session.client is not None and len(session.client.submitted) == IN_FLIGHT
+
+    session.starting_since = None
+    die()  # a second death: what was sent again is not sent a third time
+    failed = [item for item in batch.items if item.state is JobState.FAILED]
+    assert {item.name for item in failed} == taken
+    assert failed[0].message == f"The sidecar stopped (exit code 3); its log: {tmp_path / 'sidecar.log'}"

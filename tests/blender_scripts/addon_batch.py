@@ -1,6 +1,7 @@
-"""Batches against a real sidecar: a folder of images becomes collections on a grid; running it again takes
-every model from the sidecar's store; a broken image among others is reported while the rest arrive; a folder
-of GLBs comes back in the same layout.
+"""Batches against a real sidecar: a folder of images becomes collections on a grid; running it again into
+the same file skips what is there already; in a new file it takes every model from the sidecar's store; a
+broken image among others is reported while the rest arrive; Recent Results lists each model once, however
+many jobs failed since; a folder of GLBs comes back in the same layout.
 """
 
 import glob
@@ -8,7 +9,7 @@ import os
 import shutil
 
 import bpy
-from addon_support import config, describe, draw_panels, install, session, tick_until
+from addon_support import captured_output, config, describe, draw_panels, install, session, tick_until
 from harness import run
 from mathutils import Vector
 
@@ -59,12 +60,27 @@ def main() -> dict:
     first = run_batch(settings["good"], report["drawn"])
     report["first"] = batch_report(first)
     report["first_from_store"] = [session().tracker.get(item.job).from_store for item in first.items]
+    with captured_output() as output:
+        report["same_file"] = sorted(bpy.ops.triposr.generate_batch(directory=settings["good"], wait=False))
+    report["same_file_said"] = [line for line in output if line.startswith("Info:")]
+    for obj in list(bpy.data.collections[first.items[1].collection].objects):  # the artist deletes one
+        bpy.data.objects.remove(obj)
+    missing_one = run_batch(settings["good"])
+    report["missing_one"] = batch_report(missing_one)
+
+    bpy.ops.wm.read_homefile(use_empty=True)  # File > New
+    scene_settings = bpy.context.scene.triposr
+    scene_settings.resolution = 32
+    bpy.context.scene.cursor.location = (10.0, 0.0, 0.0)
     again = run_batch(settings["good"])
     report["again"] = batch_report(again)
     report["again_from_store"] = [session().tracker.get(item.job).from_store for item in again.items]
 
     scene_settings.resolution = 40  # other parameters: nothing from the store
     report["mixed"] = batch_report(run_batch(settings["mixed"]))
+    run_batch(settings["broken"])  # newer than every model: failures must not push them off Recent Results
+    assert bpy.ops.triposr.refresh_results() == {"FINISHED"}
+    report["recent"] = [[model["image_sha256"], model["params"]["resolution"]] for model in session().recent]
 
     glbs = os.path.join(settings["workdir"], "glbs")
     os.makedirs(glbs)

@@ -7,44 +7,22 @@ import signal
 import time
 
 import bpy
-from addon_support import config, draw_panels, install, session, set_preferences, tick_until
+from addon_support import (
+    config,
+    draw_panels,
+    generate,
+    install_to_start_sidecars,
+    session,
+    set_preferences,
+    sidecar_processes,
+    tick_until,
+)
 from harness import run
-
-
-def sidecar_processes(endpoint: str) -> list[int]:
-    """Pids of the processes serving `endpoint` (read from /proc, so Linux only)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as stream:
-                arguments = stream.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "serve" in arguments and endpoint in arguments:
-            pids.append(int(pid))
-    return pids
-
-
-def generate(image: str, resolution: int):
-    settings = bpy.context.scene.triposr
-    settings.source, settings.filepath, settings.resolution = "FILE", image, resolution
-    assert bpy.ops.triposr.generate(wait=False) == {"FINISHED"}
-    return session().tracker.get(session().current)
 
 
 def main() -> dict:
     settings = config()
-    install(
-        settings["zip"],
-        endpoint=settings["endpoint"],
-        runner="PYTHON",
-        python=settings["python"],
-        weights=settings["weights"],
-        device="cpu",
-        data_dir=settings["data_dir"],
-        heartbeat_timeout=settings["heartbeat"],
-        auto_start=False,
-    )
+    install_to_start_sidecars(settings, heartbeat_timeout=settings["heartbeat"], auto_start=False)
     report: dict = {"drawn": {}}
     tick_until(lambda: session().connected, timeout=20)
     assert bpy.ops.triposr.start_sidecar(wait=False) == {"FINISHED"}

@@ -28,6 +28,28 @@ def install(zip_path: str, **preferences) -> None:
     set_preferences(**preferences)
 
 
+def install_to_start_sidecars(settings: dict, **preferences) -> None:
+    """Install with preferences that let the add-on start sidecars itself: the project's Python, the tiny
+    weights, the CPU, the test's endpoint and data folder."""
+    defaults = {
+        "endpoint": settings["endpoint"],
+        "runner": "PYTHON",
+        "python": settings["python"],
+        "weights": settings["weights"],
+        "device": "cpu",
+        "data_dir": settings["data_dir"],
+    }
+    install(settings["zip"], **(defaults | preferences))
+
+
+def generate(image: str, resolution: int):
+    """Press Generate for an image file; the job it sent."""
+    settings = bpy.context.scene.triposr
+    settings.source, settings.filepath, settings.resolution = "FILE", image, resolution
+    assert bpy.ops.triposr.generate(wait=False) == {"FINISHED"}
+    return session().tracker.get(session().current)
+
+
 def set_preferences(**values) -> None:
     preferences = bpy.context.preferences.addons[PACKAGE].preferences
     for name, value in values.items():
@@ -58,6 +80,20 @@ def tick_until(done, timeout: float = 60.0, durations: list | None = None) -> No
 def tick_for(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     tick_until(lambda: time.monotonic() > deadline, timeout=seconds + 5)
+
+
+def sidecar_processes(endpoint: str) -> list[int]:
+    """Pids of the processes serving `endpoint` (read from /proc, so Linux only)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                arguments = stream.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "serve" in arguments and endpoint in arguments:
+            pids.append(int(pid))
+    return pids
 
 
 def panels() -> list:

@@ -8,23 +8,13 @@ The scene is saved to a .blend, which the test searches for the token along with
 import os
 
 import bpy
-from addon_support import config, draw_panels, install, module, session, tick_until
+from addon_support import config, draw_panels, install_to_start_sidecars, module, session, tick_until
 from harness import run
 
 
 def main() -> dict:
     settings = config()
-    install(
-        settings["zip"],
-        endpoint=settings["endpoint"],
-        runner="PYTHON",
-        python=settings["python"],
-        weights=settings["weights"],
-        device="cpu",
-        data_dir=settings["data_dir"],
-        auto_start=True,
-        replicate_token=settings["token"],
-    )
+    install_to_start_sidecars(settings, auto_start=True, replicate_token=settings["token"])
     report: dict = {"drawn": {}}
     scene = bpy.context.scene.triposr
     scene.source, scene.filepath, scene.backend = "FILE", settings["image"], "replicate"

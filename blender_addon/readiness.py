@@ -1,0 +1,50 @@
+"""What the add-on lacks before it can start a sidecar, each with the preference that fixes it. No bpy.
+
+Until a sidecar answers, the panel lists these instead of a greyed Generate: what a first run most often
+lacks is the sidecar's program or Python, and weights given as a folder that is not there.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .launcher import LaunchError, LaunchSettings, endpoint_problem, program
+
+WEIGHT_FILES = ("config.yaml", "model.ckpt")
+
+
+@dataclass(frozen=True)
+class Missing:
+    sentence: str
+    preference: str  # the label of the preference that fixes it
+
+
+def missing(settings: LaunchSettings) -> list[Missing]:
+    found = []
+    if problem := endpoint_problem(settings.endpoint):
+        found.append(Missing(problem, "Endpoint"))
+    where = "Command" if settings.runner == "COMMAND" else "Python"
+    try:
+        executable = program(settings)[0]
+    except LaunchError as exc:
+        found.append(Missing(str(exc), where))
+    else:
+        if not (Path(executable).is_file() or shutil.which(executable)):
+            found.append(Missing(f"There is no program at {executable}.", where))
+    if is_folder(settings.weights):
+        folder = Path(settings.weights).expanduser()
+        lacking = [name for name in WEIGHT_FILES if not (folder / name).is_file()]
+        if lacking:
+            found.append(Missing(f"The weights folder {folder} has no {' or '.join(lacking)}.", "Weights"))
+    return found
+
+
+def is_folder(weights: str) -> bool:
+    """Whether the sidecar reads the weights as a folder rather than a Hugging Face repo id (`owner/name`,
+    downloaded on first use): the sidecar's own rule."""
+    if not weights:
+        return False
+    written_as_path = weights.startswith((".", "/", "~")) or weights.count("/") != 1
+    return written_as_path or Path(weights).expanduser().exists()
