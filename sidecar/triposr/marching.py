@@ -34,7 +34,7 @@ for _case, _edges in enumerate(TRIANGLES):
 class Piece:
     """What one block makes: each vertex's key (its grid edge), position (grid units) and the faces."""
 
-    keys: np.ndarray  # int64 [V]
+    keys: np.ndarray | None  # int64 [V]; None for the whole grid at once, which joins with nothing
     vertices: np.ndarray  # float32 [V, 3]
     faces: np.ndarray  # int32 [F, 3]
     boxes: int  # boxes sharing a face each make the vertices on it
@@ -81,7 +81,12 @@ def march(values: np.ndarray, origins: np.ndarray, level: float, resolution: int
     # a vertex on a grid point (at the level, or within float32's rounding of it) may coincide with others
     along = vertices[rows, axis]
     on_points = bool((along == np.floor(along)).any())
-    keys = ((point[:, 0] * resolution + point[:, 1]) * resolution + point[:, 2]) * 3 + axis
+    whole_grid = len(origins) == 1 and values.shape[1:] == (resolution,) * 3
+    keys = (
+        None
+        if whole_grid
+        else ((point[:, 0] * resolution + point[:, 1]) * resolution + point[:, 2]) * 3 + axis
+    )
 
     # the table's triangles of each active cell, slot by slot: where each corner's vertex is in `vertex_of`
     corner_offset = (EDGE_START @ strides * 3 + EDGE_AXIS)[TRIANGLE_EDGES].astype(np.int32)
@@ -100,7 +105,7 @@ def join(pieces: list[Piece]) -> tuple[np.ndarray, np.ndarray]:
         return pieces[0].vertices, pieces[0].faces
     keys = np.concatenate([piece.keys for piece in pieces])
     vertices = np.concatenate([piece.vertices for piece in pieces])
-    starts = np.cumsum([0] + [len(piece.keys) for piece in pieces[:-1]])
+    starts = np.cumsum([0] + [len(piece.vertices) for piece in pieces[:-1]])
     faces = np.concatenate([piece.faces + start for piece, start in zip(pieces, starts, strict=True)])
     _, first, merged = np.unique(keys, return_index=True, return_inverse=True)
     return vertices[first], merged.reshape(-1)[faces]
