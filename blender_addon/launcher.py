@@ -1,8 +1,9 @@
 """Starting and stopping the sidecar process. No bpy: plain pytest covers it.
 
 The sidecar runs in its own process group with its output in a log file, and gets Blender's pid so it exits
-when Blender does. Whether it is up is decided by `hello` answering, which the tick checks; this module only
-owns the process and turns the ways a start fails into sentences that say what to do.
+once Blender, and every other Blender that uses it, has quit. Whether it is up is decided by `hello`
+answering, which the tick checks; this module only owns the process and turns the ways a start fails into
+sentences that say what to do.
 """
 
 from __future__ import annotations

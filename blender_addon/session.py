@@ -7,6 +7,7 @@ requests, and plain pytest drives it against a fake client. All of it runs on Bl
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,8 +95,14 @@ class SidecarInfo:
         return str((self.hello.get("replicate") or {}).get("problem") or "")
 
 
+def blender_client(endpoint: str, heartbeat_timeout: float) -> SidecarClient:
+    """A client that names this Blender in its hello: a sidecar another Blender started stays up while this
+    one runs, after that one quits."""
+    return SidecarClient(endpoint, heartbeat_timeout=heartbeat_timeout, client_pid=os.getpid())
+
+
 class Session:
-    def __init__(self, make_client: Callable[..., Any] = SidecarClient) -> None:
+    def __init__(self, make_client: Callable[..., Any] = blender_client) -> None:
         self._make_client = make_client
         self.client: Any = None
         self.endpoint = ""

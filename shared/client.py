@@ -63,9 +63,13 @@ class SidecarClient:
         *,
         server_public_key: bytes | str | None = None,
         heartbeat_timeout: float = 15.0,
+        client_pid: int | None = None,
     ):
         self.endpoint = endpoint
         self.heartbeat_timeout = heartbeat_timeout
+        # The process this client speaks for (a Blender): named in every hello, so that a sidecar on this
+        # machine that another process started stays up while it runs.
+        self.client_pid = client_pid
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.linger = 0
@@ -93,7 +97,8 @@ class SidecarClient:
         return set(self._last_heard)
 
     def hello(self, timeout: float = 2.0) -> dict:
-        return self._request("hello", timeout)
+        fields = {} if self.client_pid is None else {"client_pid": self.client_pid}
+        return self._request("hello", timeout, **fields)
 
     def status(self, timeout: float = 2.0) -> dict:
         return self._request("status", timeout)

@@ -7,6 +7,9 @@ from typing import Any
 from shared.protocol import DELIVERY_MODES, Message, ProtocolError
 
 MAX_FILENAME_LENGTH = 255
+# pid_t is a signed 32-bit number (Windows' process ids stay far below it): a larger one names no process,
+# and would overflow the calls that look for one.
+MAX_PID = 2**31 - 1
 
 
 def job_of(message: Message) -> str:
@@ -31,6 +34,16 @@ def filename(header: dict[str, Any]) -> str | None:
             "bad_parameter", f'"filename" must be a string of at most {MAX_FILENAME_LENGTH} characters.'
         )
     return name
+
+
+def client_pid(header: dict[str, Any]) -> int | None:
+    """The process a `hello` says its client speaks for (a Blender), if it names one."""
+    pid = header.get("client_pid")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID):
+        raise ProtocolError(
+            "bad_parameter", f'"client_pid" must be a process id, a whole number from 1 to {MAX_PID}.'
+        )
+    return pid
 
 
 def check_same_job(job: str, known: tuple[str, dict], submitted: tuple[str, dict]) -> None:

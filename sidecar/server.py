@@ -5,7 +5,7 @@ exactly one of `result`, `error` or `cancelled`. The lanes of `worker.py` run th
 time, Replicate ones a few at once); the store keeps them. This thread is the only one that touches the socket
 and the database, and it never waits on the network. Its work is split by concern: `admission.py` takes jobs
 in, `job_events.py` follows them to their end, `delivery.py` keeps what a slow client has not read yet,
-`retention.py` keeps the store within its limits.
+`retention.py` keeps the store within its limits, `lifetime.py` says when the processes it serves have gone.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ from .backends.replicate_settings import ReplicateSettings
 from .delivery import Delivery
 from .heap import release_freed_memory
 from .job_events import JobEvents
+from .lifetime import Lifetime
 from .outcomes import Outcomes
-from .processes import is_alive
+from .request_fields import client_pid
 from .retention import Retention, StoreLimits
 from .routing import Routing
 from .security import CurveKeys, check_bind, is_loopback, path_scrubber
@@ -58,11 +59,10 @@ from .worker import Lane
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 500
-# The socket thread wakes at least this often to send heartbeats and to watch for its parent, and more often
-# while a client's queue is full, to send what waits for it as soon as it reads.
+# The socket thread wakes at least this often to send heartbeats and to watch the processes it serves, and
+# more often while a client's queue is full, to send what waits for it as soon as it reads.
 TICK_SECONDS = 0.25
 RETRY_SECONDS = 0.05
-PARENT_CHECK_SECONDS = 1.0
 # How often what the jobs freed (images, models) is handed back to the system (see heap.py): often enough
 # that a batch passing models through the sidecar costs it a few of them at most.
 RELEASE_SECONDS = 0.25
@@ -96,7 +96,7 @@ class Server:
     def __init__(self, config: ServerConfig):
         check_bind(config.endpoint, config.keys)
         self.config = config
-        self._parent = _parent_process(config.parent_pid)
+        self._lifetime = Lifetime(_parent_process(config.parent_pid))
         self._context = zmq.Context()
         try:
             self._socket = self._bind()
@@ -113,6 +113,7 @@ class Server:
         )
         self._routing = Routing(local, config.replicate, limits.image_pixels, self._lane)
         loopback = is_loopback(config.endpoint)
+        self._clients_are_local = loopback  # only then does a pid in `hello` name a process here
         self._delivery = Delivery(self._socket, None if loopback else path_scrubber(self._folders()))
         self._retention = Retention(self._store, config.store_limits)
         active = ActiveJobs()
@@ -133,7 +134,6 @@ class Server:
         }
         self._stop_reason: str | None = None
         self._stop_deadline: float | None = None
-        self._next_parent_check = 0.0
         self._next_release = 0.0
 
     @property
@@ -236,14 +236,11 @@ class Server:
             self._context.term()
 
     def _watch(self) -> None:
-        """Stop when a worker thread has died (its jobs could not end) or the parent process has gone."""
+        """Stop when a worker thread has died (its jobs could not end) or every process it serves has gone."""
         if not self._routing.all_alive() and self._stop_deadline is None:
             self.request_stop("a worker thread has died")
-        if self._parent is None or time.monotonic() < self._next_parent_check:
-            return
-        self._next_parent_check = time.monotonic() + PARENT_CHECK_SECONDS
-        if not is_alive(self._parent):
-            self.request_stop(f"the parent process {self._parent.pid} has exited")
+        if reason := self._lifetime.ended():
+            self.request_stop(reason)
 
     def _release_memory(self) -> None:
         if time.monotonic() >= self._next_release:
@@ -301,6 +298,9 @@ class Server:
     # Requests about the sidecar.
 
     def _hello(self, peer: bytes, message: Message) -> None:
+        pid = client_pid(message.header)
+        if pid is not None and self._clients_are_local:
+            self._lifetime.stay_up_for(pid)
         self._reply(
             peer,
             message.header,

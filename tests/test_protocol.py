@@ -222,5 +222,23 @@ def test_job_events_that_arrive_with_a_reply_are_kept_for_poll(monkeypatch):
             sidecar.send_multipart([peer, encode("progress", job, stage="export", fraction=1.0)[0]])
             sidecar.send_multipart([peer, encode("cancelled", job)[0]])
             assert client.status()["jobs"] == []
-            events = client.poll(timeout=2.0)
+            events = []
+            # those that came with the reply are kept; the rest may still be on their way: wait for the last
+            while not events or events[-1].type != "cancelled":
+                arrived = client.poll(timeout=10.0)
+                assert arrived, f"the job's last events never arrived; had {events}"
+                events += arrived
     assert [(event.type, event.job) for event in events] == [("progress", job), ("cancelled", job)]
+
+
+@pytest.mark.parametrize("client_pid", [4242, None])
+def test_a_client_names_its_process_in_hello_when_it_has_one(client_pid):
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as sidecar:
+        port = sidecar.bind_to_random_port("tcp://127.0.0.1")
+        with SidecarClient(f"tcp://127.0.0.1:{port}", client_pid=client_pid) as client:
+            with pytest.raises(SidecarUnavailable):  # nobody answers; the request went out all the same
+                client.hello(timeout=0.01)
+            assert sidecar.poll(10_000), "the hello never arrived"
+            hello = json.loads(sidecar.recv_multipart()[1])
+    assert hello["type"] == "hello"
+    assert hello.get("client_pid", "absent") == (client_pid or "absent")

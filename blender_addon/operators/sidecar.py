@@ -16,7 +16,8 @@ from .common import WAIT_DESCRIPTION, should_wait
 if TYPE_CHECKING:
     from bpy.stub_internal.rna_enums import OperatorReturnItems
 
-# Another Blender may be using it: only the one that started it stops it, and it ends when that one quits.
+# Another Blender may be using it: only the one that started it stops it, and it ends when the last one using
+# it quits.
 NOT_OURS = "Another Blender or program started this sidecar: only that one can stop it"
 
 

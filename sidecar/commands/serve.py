@@ -64,7 +64,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         metavar="DAYS",
         help="how long a job unused is kept in the store (default: %(default)s)",
     )
-    parser.add_argument("--parent-pid", type=int, metavar="PID", help="exit when this process has exited")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="exit once this process, and every process a client on this machine named in hello, has exited",
+    )
     parser.add_argument(
         "--queue-size",
         type=positive_int,

@@ -5,7 +5,9 @@ The processes come from `tests/sidecar_process.py`, the helpers around them from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,21 @@ def launcher(tmp_path: Path, tiny_weights: Path) -> Iterator[Launcher]:
     launcher = Launcher(tmp_path, tiny_weights)
     yield launcher
     launcher.stop_all()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[Callable[[], subprocess.Popen]]:
+    """Starts processes that stand in for Blenders: each runs until the test kills it, or the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="module")

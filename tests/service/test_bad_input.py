@@ -104,3 +104,13 @@ def test_a_cancel_of_an_unknown_job_always_gets_a_reply(raw_peer):
         raw_peer.send(*encode("cancel", job))
         reply = raw_peer.receive()
         assert (reply.type, reply.job, reply.header["code"]) == ("error", job, "unknown_job")
+
+
+@pytest.mark.parametrize(
+    "pid", [0, -5, 2**31, True, "4242", 4.5], ids=["zero", "negative", "too large", "true", "text", "float"]
+)
+def test_a_hello_whose_client_pid_is_no_process_id_gets_bad_parameter(raw_peer, pid):
+    raw_peer.send(*encode("hello", request_id="r1", client_pid=pid))
+    reply = raw_peer.receive()
+    assert (reply.type, reply.header["code"], reply.header["request_id"]) == ("error", "bad_parameter", "r1")
+    assert '"client_pid"' in reply.header["message"]

@@ -1,15 +1,14 @@
-"""Starting, stopping and dying: SIGKILL and restart, the parent process, shutdown, a taken port or folder."""
+"""Starting, stopping and dying: SIGKILL and restart, the parent process and the clients' processes it stays
+up for, shutdown, a taken port or folder."""
 
 from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 from service_harness import LONG, QUICK, EventLog, run_job, unique_png
-from sidecar_process import free_port
+from sidecar_process import Sidecar, free_port
 
 HEARTBEAT_TIMEOUT = 3.0
 
@@ -42,15 +41,40 @@ def test_a_killed_sidecar_is_noticed_and_a_restarted_one_still_has_the_finished_
         assert fetched.header["from_store"] is True
 
 
-def test_the_sidecar_exits_when_its_parent_process_has_gone(launcher):
-    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        sidecar = launcher.start("--parent-pid", str(parent.pid))
-    finally:
-        parent.kill()
-        parent.wait()
+def test_the_sidecar_exits_when_its_parent_process_has_gone(launcher, stand_in):
+    parent = stand_in()
+    sidecar = launcher.start("--parent-pid", str(parent.pid))
+    parent.kill()
+    parent.wait()
     assert sidecar.process.wait(timeout=15) == 0
     assert "parent process" in sidecar.log()
+
+
+def test_the_sidecar_stays_up_while_a_client_that_named_its_process_runs(launcher, stand_in, image):
+    # Two Blenders share a sidecar: the one that started it quits, the other goes on using it.
+    starter, other = stand_in(), stand_in()
+    sidecar = launcher.start("--parent-pid", str(starter.pid))
+    with sidecar.client(client_pid=other.pid) as client:
+        client.hello()
+        assert f"Staying up while process {other.pid} runs too" in sidecar.log()
+        starter.kill()
+        starter.wait()
+        until_logged(sidecar, f"Process {starter.pid} has exited; staying up for [{other.pid}]")
+        assert client.hello()["protocol"] == 1
+        assert run_job(client, unique_png(image))[-1].type == "result"
+    other.kill()
+    other.wait()
+    assert sidecar.process.wait(timeout=30) == 0, "it stops by itself once the last one has gone"
+    assert f"the client processes {other.pid} have exited" in sidecar.log()
+
+
+def until_logged(sidecar: Sidecar, text: str, timeout: float = 30.0) -> None:
+    """Wait until the sidecar's log says `text`; fail at once if it exits instead."""
+    deadline = time.monotonic() + timeout
+    while text not in sidecar.log():
+        assert sidecar.process.poll() is None, f"the sidecar exited:\n{sidecar.log()}"
+        assert time.monotonic() < deadline, f"the log did not say {text!r} within {timeout} s"
+        time.sleep(0.05)
 
 
 def test_a_shutdown_message_ends_the_running_job_and_stops_the_sidecar(launcher, image):

@@ -73,6 +73,22 @@ def test_with_curve_keys_only_a_client_with_the_server_key_gets_answers(launcher
     assert "Traceback" not in sidecar.log()
 
 
+def test_a_sidecar_other_machines_reach_ignores_the_process_a_client_names(launcher, stand_in, tmp_path):
+    public_key, secret_file = curve_keys(tmp_path / "keys")
+    parent, client_process = stand_in(), stand_in()
+    port = free_port()
+    args = ("--curve-secret-key", str(secret_file), "--parent-pid", str(parent.pid))
+    sidecar = launcher.spawn(*args, endpoint=f"tcp://0.0.0.0:{port}")
+    sidecar.endpoint = f"tcp://127.0.0.1:{port}"
+    sidecar.wait_ready(server_public_key=public_key)
+    with sidecar.client(server_public_key=public_key, client_pid=client_process.pid) as client:
+        assert client.hello()["protocol"] == 1
+    parent.kill()
+    parent.wait()
+    assert sidecar.process.wait(timeout=30) == 0, "a process id from another machine names nothing here"
+    assert client_process.poll() is None and f"process {client_process.pid}" not in sidecar.log()
+
+
 def curve_keys(folder: Path) -> tuple[bytes, Path]:
     """A key pair made by `keygen`: the public key, and the secret key's file."""
     subprocess.run([sys.executable, "-m", "sidecar", "keygen", str(folder)], check=True, capture_output=True)
