@@ -40,6 +40,7 @@ from sidecar.assets.surface import Surface
 from sidecar.benchmark import bench_image, write_random_weights
 from sidecar.clock import StageClock
 from sidecar.glb import surface_to_glb
+from sidecar.heap import avoid_huge_page_stalls
 from sidecar.pipeline import field_colour_source
 from sidecar.triposr import TripoSR, load_model
 from sidecar.triposr.config import load_config
@@ -235,6 +236,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="ours in the whole job (default: auto)")
     parser.add_argument("--threads", type=int, help="torch's threads for both (default: torch's own)")
     args = parser.parse_args()
+    avoid_huge_page_stalls()  # for both sides, as the sidecar's command line does for its process
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

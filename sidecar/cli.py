@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .commands import bench, doctor, generate, keygen, serve, submit
+from .heap import avoid_huge_page_stalls
 from .triposr.errors import TripoSRError
 
 COMMANDS = (generate, doctor, serve, submit, keygen, bench)
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    avoid_huge_page_stalls()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("sidecar").setLevel(logging.INFO)
     try:

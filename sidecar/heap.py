@@ -1,4 +1,4 @@
-"""Handing memory the sidecar has freed back to the system.
+"""Handing memory the sidecar has freed back to the system, and asking for it in pages that come quickly.
 
 glibc's allocator keeps what a long-running process frees: once a large buffer (a model of a few MB, say) has
 been freed, it raises the size above which it maps buffers of their own, so the next ones come from its heaps,
@@ -14,6 +14,8 @@ import ctypes.util
 import functools
 import sys
 from collections.abc import Callable
+
+import numpy as np
 
 
 @functools.cache
@@ -31,3 +33,16 @@ def release_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def avoid_huge_page_stalls() -> None:
+    """Stop numpy advising huge pages for its large arrays (its documented switch; the name is private).
+
+    In a long-lived process that holds a model, memory is fragmented, and where the kernel compacts on demand
+    for advised memory (Linux's usual `defrag=madvise`) each fresh large array can stall until a huge page is
+    free: marching cubes on a 128^3 grid took 0.58 s rather than 0.33 s in such a process.
+    """
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed it
+    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
+    if switch is not None:
+        switch(False)
