@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .launcher import LaunchError, LaunchSettings, endpoint_problem, program
+from .shared.protocol import weights_folder
 
 WEIGHT_FILES = ("config.yaml", "model.ckpt")
 
@@ -33,18 +34,9 @@ def missing(settings: LaunchSettings) -> list[Missing]:
     else:
         if not (Path(executable).is_file() or shutil.which(executable)):
             found.append(Missing(f"There is no program at {executable}.", where))
-    if is_folder(settings.weights):
+    if settings.weights and weights_folder(settings.weights):
         folder = Path(settings.weights).expanduser()
         lacking = [name for name in WEIGHT_FILES if not (folder / name).is_file()]
         if lacking:
             found.append(Missing(f"The weights folder {folder} has no {' or '.join(lacking)}.", "Weights"))
     return found
-
-
-def is_folder(weights: str) -> bool:
-    """Whether the sidecar reads the weights as a folder rather than a Hugging Face repo id (`owner/name`,
-    downloaded on first use): the sidecar's own rule."""
-    if not weights:
-        return False
-    written_as_path = weights.startswith((".", "/", "~")) or weights.count("/") != 1
-    return written_as_path or Path(weights).expanduser().exists()

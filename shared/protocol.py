@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -105,6 +106,13 @@ class Message:
     @property
     def job(self) -> str | None:
         return self.header.get("job")
+
+
+def weights_folder(weights: str) -> bool:
+    """Whether a weights setting (`serve --weights`, the add-on's Weights) names a folder, existing or written
+    like a path, rather than a Hugging Face repo id such as `owner/name`."""
+    path = Path(weights).expanduser()
+    return path.exists() or weights.startswith((".", "/", "~")) or weights.count("/") != 1
 
 
 def new_job_id() -> str:

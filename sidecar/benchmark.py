@@ -20,6 +20,8 @@ import psutil
 import torch
 from PIL import Image, ImageDraw
 
+from shared.protocol import weights_folder
+
 from . import __version__
 from .assets.options import AssetOptions
 from .memory import format_bytes
@@ -33,7 +35,7 @@ from .triposr.model import DEFAULT_THRESHOLD
 from .triposr.op_audit import OpRecorder
 from .triposr.preprocess import prepare_image
 from .triposr.random_weights import random_model
-from .triposr.weights import cached_weights, is_local, local_weights
+from .triposr.weights import cached_weights, local_weights
 
 # A resolution is skipped when its memory, projected from the one before, exceeds this share of the RAM.
 MEMORY_SHARE = 0.9
@@ -183,7 +185,7 @@ def _beyond_memory(
 def _weights_to_measure(weights: str, scratch: Path, log) -> tuple[str, bool]:
     """The weights folder or repo to load, or a folder of seeded random weights when there are none."""
     try:
-        if is_local(weights):
+        if weights_folder(weights):
             local_weights(Path(weights).expanduser())
             return weights, False
     except WeightsUnavailable as exc:

@@ -35,6 +35,7 @@ from shared.protocol import (
     is_job_id,
     is_request_id,
     parse_header,
+    weights_folder,
 )
 
 from . import __version__
@@ -53,7 +54,6 @@ from .retention import Retention, StoreLimits
 from .routing import Routing
 from .security import CurveKeys, check_bind, is_loopback, path_scrubber
 from .store import Store
-from .triposr.weights import is_local
 from .worker import Lane
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class Server:
             Path(sys.base_prefix): "[python]",
             Path.home(): "~",
         }
-        if is_local(self.config.weights):
+        if weights_folder(self.config.weights):
             folders[Path(self.config.weights)] = f"[weights folder {Path(self.config.weights).name}]"
         return folders
 

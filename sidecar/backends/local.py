@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.protocol import weights_folder
+
 from ..clock import ProgressCallback
 from ..failures import describe_failure
 from ..jobs import JobFailed, Ticket
@@ -14,7 +16,7 @@ from ..pipeline import STAGES, GenerationParams, generate_glb
 from ..triposr import TripoSR, load_model, open_image
 from ..triposr.device import device_name, resolve_precision, select_device
 from ..triposr.errors import DeviceError
-from ..triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS, is_local
+from ..triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS
 from .base import Outcome
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ def resolved_precision(device: str, precision: str) -> str:
 
 def model_identity(weights: str, precision: str) -> str:
     """Names the model in the result cache, so that other weights or precision never get old results."""
-    if not is_local(weights):
+    if not weights_folder(weights):
         return f"{weights}@{DEFAULT_REVISION if weights == DEFAULT_WEIGHTS else 'main'} {precision}"
     checkpoint = Path(weights).expanduser().resolve() / CHECKPOINT_NAME
     try:

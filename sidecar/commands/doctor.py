@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 
+from shared.protocol import weights_folder
+
 from .. import __version__
 from ..triposr.device import device_name, usable_devices
 from ..triposr.errors import WeightsUnavailable
-from ..triposr.weights import DEFAULT_WEIGHTS, cached_weights, is_local, local_weights
+from ..triposr.weights import DEFAULT_WEIGHTS, cached_weights, local_weights
 from .options import add_model_options
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def weights_rows(weights: str) -> list[tuple[str, str]]:
-    if is_local(weights):
+    if weights_folder(weights):
         try:
             files = local_weights(Path(weights).expanduser())
         except WeightsUnavailable as exc:

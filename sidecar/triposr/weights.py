@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.protocol import weights_folder
+
 from .errors import WeightsUnavailable
 
 DEFAULT_WEIGHTS = "stabilityai/TripoSR"
@@ -26,15 +28,9 @@ class WeightFiles:
     source: str  # for messages: the folder, or "repo@revision"
 
 
-def is_local(weights: str) -> bool:
-    """A path (existing, or written like one) rather than a hub repo id such as `owner/name`."""
-    path = Path(weights).expanduser()
-    return path.exists() or weights.startswith((".", "/", "~")) or weights.count("/") != 1
-
-
 def locate_weights(weights: str = DEFAULT_WEIGHTS, revision: str | None = None) -> WeightFiles:
     """The model's files, downloading them from the hub on first use."""
-    if is_local(weights):
+    if weights_folder(weights):
         return local_weights(Path(weights).expanduser())
     cached = cached_weights(weights, revision)
     return cached if cached is not None else download_weights(weights, revision)
