@@ -42,6 +42,20 @@ def images_in_folder(folder: Path) -> list[Path]:
     )
 
 
+_counted: dict[Path, tuple[int, int]] = {}  # folder -> (its mtime, images in it): the panel asks every tick
+
+
+def image_count(folder: Path) -> int:
+    """How many images the folder holds, 0 for no folder; counted again only once the folder changes."""
+    try:
+        changed = folder.stat().st_mtime_ns
+        if folder not in _counted or _counted[folder][0] != changed:
+            _counted[folder] = (changed, len(images_in_folder(folder)))
+    except OSError:
+        return 0
+    return _counted[folder][1]
+
+
 def grid_offset(index: int, count: int, cell: float) -> tuple[float, float]:
     """The (x, y) offset of item `index` of `count` from the grid's corner: a near-square grid."""
     columns = max(1, math.ceil(math.sqrt(count)))

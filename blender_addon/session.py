@@ -16,6 +16,7 @@ from typing import Any
 
 from .advice import in_preference_terms
 from .batch import RETRIES, Batch, BatchItem
+from .estimates import Estimates
 from .launcher import Launcher, LaunchError, LaunchSettings, endpoint_problem, is_local
 from .shared.client import SidecarClient, SidecarError
 from .shared.protocol import new_job_id
@@ -127,6 +128,7 @@ class Session:
         self.outcome, self.outcome_at = "", 0.0
         self.settings: LaunchSettings | None = None  # the preferences' way to start the sidecar
         self.auto_start = False  # the preferences' Start Automatically
+        self.estimates = Estimates()  # the panel's, asked without waiting
 
     # The connection.
 
@@ -190,6 +192,7 @@ class Session:
         if self.client is not None:
             self.client.close()
         self.client, self.info = None, None
+        self.estimates.forget()
 
     def probe(self, timeout: float | None = None) -> bool:
         """Ask the sidecar for `hello`; True when it answered."""
@@ -390,6 +393,9 @@ class Session:
             self.probe()
         if self.client is not None:
             for event in self.client.poll(0.0):
+                if self.estimates.take(event):
+                    self.changed = True
+                    continue
                 job = self.tracker.apply(event)
                 if job is None:
                     continue
@@ -398,6 +404,8 @@ class Session:
                 self.job_changed(job)
         self.send_unsent()
         self.advance_batch()
+        if self.connected:
+            self.estimates.ask(self.client)
 
     def refresh_recent(self, timeout: float = 0.5) -> None:
         """The newest models, each once (as the job that made it, rather than one served from the store);

@@ -11,11 +11,14 @@ import os
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import bpy
 
+from .batch import image_count
 from .placement import import_job
 from .preferences import get_preferences
+from .properties import scene_settings
 from .runtime import session
 from .tracker import Job
 
@@ -33,6 +36,7 @@ def tick() -> float:
     ready = session.tracker.ready()
     if ready and bpy.context.mode == "OBJECT":
         land(ready[0])
+    want_estimates(bpy.context)
     session.update()
     while session.notices:
         notify(*session.notices.pop(0))
@@ -40,6 +44,21 @@ def tick() -> float:
         session.changed = False
         redraw()
     return BUSY_INTERVAL if session.busy or session.tracker.ready() else IDLE_INTERVAL
+
+
+def want_estimates(context: bpy.types.Context) -> None:
+    """What the panel shows estimates for: a job with its settings, and the batch folder's images."""
+    if context.scene is None:  # between files
+        return
+    settings = scene_settings(context)
+    params = settings.params()
+    session.estimates.want("image", params, 1)
+    folder = bpy.path.abspath(settings.batch_folder) if settings.batch_folder else ""
+    count = image_count(Path(folder)) if folder else 0
+    if count:
+        session.estimates.want("batch", params, count)
+    else:
+        session.estimates.drop("batch")
 
 
 def land(job: Job) -> None:

@@ -84,6 +84,7 @@ class SidecarClient:
         self._socket.connect(endpoint)
         self._last_heard: dict[str, float] = {}  # active job -> monotonic time of its last event
         self._pending: deque[Event] = deque()  # job events that arrived while a blocking helper waited
+        self._asked: set[str] = set()  # request ids of `ask`s whose reply `poll()` returns
 
     def __enter__(self) -> SidecarClient:
         return self
@@ -109,6 +110,18 @@ class SidecarClient:
     def list_jobs(self, timeout: float = 2.0, limit: int = 50) -> dict:
         """The whole `list` reply: `jobs`, newest first, and `total_cost`, all jobs' cost in US dollars."""
         return self._request("list", timeout, limit=limit)
+
+    def estimate(self, params: dict | None = None, count: int = 1, timeout: float = 5.0) -> dict:
+        """What a job (or a batch of `count` like it) would take: time and memory here, time and cost on
+        Replicate, each with how it was estimated (docs/protocol.md, `estimate`)."""
+        return self._request("estimate", timeout, params=dict(params or {}), count=count)
+
+    def ask(self, message_type: str, **fields: Any) -> str:
+        """Send a request without waiting: its reply, with the request_id returned, comes from `poll()`."""
+        request_id = uuid.uuid4().hex
+        self._send(encode(message_type, request_id=request_id, **fields))
+        self._asked.add(request_id)
+        return request_id
 
     def shutdown(self, timeout: float = 2.0) -> None:
         self._request("shutdown", timeout)
@@ -214,7 +227,9 @@ class SidecarClient:
     def _keep(self, event: Event) -> bool:
         """Note the job's liveness; drop replies no request waits for, and events of jobs not tracked."""
         if "request_id" in event.header:
-            return False
+            asked = event.header["request_id"] in self._asked
+            self._asked.discard(event.header["request_id"])
+            return asked
         if event.job is None:
             return True
         if event.job not in self._last_heard:

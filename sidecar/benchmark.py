@@ -8,11 +8,12 @@ for a real object).
 
 from __future__ import annotations
 
+import io
 import platform
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,11 @@ from shared.protocol import weights_folder
 
 from . import __version__
 from .assets.options import AssetOptions
+from .estimates import features
+from .measurements import Run
 from .memory import format_bytes
 from .pipeline import GenerationParams, generate_glb
-from .triposr.config import OFFICIAL_CONFIG, load_config
+from .triposr.config import OFFICIAL_CONFIG, architecture, load_config
 from .triposr.device import device_name, resolve_precision, select_device, usable_devices
 from .triposr.errors import TripoSRError, WeightsUnavailable
 from .triposr.loading import load_model
@@ -41,6 +44,9 @@ from .triposr.weights import cached_weights, local_weights
 MEMORY_SHARE = 0.9
 # The resolution at which half precision's surface is compared with float32's.
 SHIFT_RESOLUTION = 128
+# A first run pays for lazy initialisation (kernels, allocator pools, thread pools), which a sidecar that
+# keeps its model pays once: one untimed run at this resolution comes before those measured.
+WARM_UP_RESOLUTION = 32
 
 
 @dataclass
@@ -68,6 +74,7 @@ class BenchRecord:
     weights: str
     random_weights: bool
     load_seconds: float
+    network: str  # the architecture and precision, as estimates tell networks apart
     runs: list[ResolutionRun] = field(default_factory=list)
     mps_fallbacks: dict[str, int] = field(default_factory=dict)
     # In half precision, what it costs: the mean distance from its surface to float32's (both ways), as a
@@ -77,6 +84,23 @@ class BenchRecord:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def measured_runs(self, params: GenerationParams, options: AssetOptions) -> list[Run]:
+        """The resolutions that ran, as runs for estimates."""
+        return [
+            Run(
+                lane="local",
+                place=self.device,
+                network=self.network,
+                params=features(replace(params, resolution=run.resolution), options),
+                stage_seconds=run.stage_seconds,
+                peak_rss_bytes=run.peak_rss_bytes,
+                peak_device_bytes=run.peak_device_bytes,
+                origin="bench",
+            )
+            for run in self.runs
+            if run.total_seconds is not None
+        ]
+
 
 def bench_image() -> Image.Image:
     """A fixed object on a transparent background, so every machine measures the same input."""
@@ -85,6 +109,16 @@ def bench_image() -> Image.Image:
     draw.ellipse((120, 90, 390, 430), fill=(196, 64, 40, 255))
     draw.rectangle((200, 40, 310, 130), fill=(60, 90, 180, 255))
     return image
+
+
+def bench_png(variant: int = 0) -> bytes:
+    """The bench image as a PNG file; each variant differs in one pixel, so that no store answers it from a
+    job of another variant."""
+    image = bench_image()
+    image.putpixel((0, 0), (variant % 256, variant // 256 % 256, 1, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def run_bench(
@@ -117,8 +151,10 @@ def run_bench(
             weights="seeded random weights of the full-size network" if random else weights,
             random_weights=random,
             load_seconds=load_seconds,
+            network=f"{architecture(model.config)} {precision}",
         )
         log(f"model loaded in {load_seconds:.1f} s on {record.device} ({precision})")
+        _measure(model, image, params, options, WARM_UP_RESOLUTION)
         baseline = psutil.Process().memory_info().rss
         previous: ResolutionRun | None = None
         # Counting MPS fallbacks costs a Python call per op: only where there is something to count.
@@ -211,7 +247,7 @@ def _measure(
 ) -> ResolutionRun:
     run = ResolutionRun(resolution)
     try:
-        at_resolution = GenerationParams(**{**asdict(params), "resolution": resolution})
+        at_resolution = replace(params, resolution=resolution)
         result = generate_glb(model, image, at_resolution, options=options)
     except (TripoSRError, MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
         run.error = f"{type(exc).__name__}: {exc}"

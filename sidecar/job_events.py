@@ -17,6 +17,7 @@ from . import outcomes
 from .active_jobs import ActiveJobs
 from .backends.auto import failover, moves_to_replicate, why_it_stayed
 from .delivery import Delivery
+from .estimator import Estimator
 from .jobs import ActiveJob, Ticket, Work
 from .request_fields import delivery, job_of
 from .retention import Retention
@@ -56,6 +57,7 @@ class JobEvents:
         results: outcomes.Outcomes,
         routing: Routing,
         retention: Retention,
+        estimator: Estimator,
     ):
         self._active = active
         self._store = store
@@ -63,6 +65,7 @@ class JobEvents:
         self._outcomes = results
         self._routing = routing
         self._retention = retention
+        self._estimator = estimator
         self.stopping = False
 
     # Requests about jobs.
@@ -145,6 +148,7 @@ class JobEvents:
         record = self._store.finish(owner.id, result_name(work.ticket.job), source_job=None, **made)
         records = [record, *(self._store.reuse(record, job.id, job.filename, job.params) for job in joined)]
         self._retention.added(len(glb))
+        self._estimator.record(work.ticket.params, header)
         cost = f", ${header['cost']:.4f}" if header["cost"] is not None else ""
         seconds = sum(header["stage_seconds"].values())
         log.info("Job %s done on %s in %.1f s%s", owner.id, header["backend"], seconds, cost)

@@ -45,10 +45,13 @@ from .backends.base import Backend
 from .backends.local import LocalBackend
 from .backends.replicate_settings import ReplicateSettings
 from .delivery import Delivery
+from .estimator import Estimator
 from .heap import release_freed_memory
 from .job_events import JobEvents
 from .lifetime import Lifetime
+from .measurements import Measurements
 from .outcomes import Outcomes
+from .params import parse_params
 from .request_fields import client_pid
 from .retention import Retention, StoreLimits
 from .routing import Routing
@@ -59,6 +62,7 @@ from .worker import Lane
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 500
+MAX_ESTIMATE_COUNT = 100_000  # images in the batch an `estimate` is for
 # The socket thread wakes at least this often to send heartbeats and to watch the processes it serves, and
 # more often while a client's queue is full, to send what waits for it as soon as it reads.
 TICK_SECONDS = 0.25
@@ -102,6 +106,7 @@ class Server:
             self._socket = self._bind()
             # After the bind: a second sidecar refused for a taken port must not touch the first one's store.
             self._store = Store(config.data_dir)
+            self._measurements = Measurements(config.data_dir)
         except BaseException:
             self._context.destroy(linger=0)
             raise
@@ -112,13 +117,16 @@ class Server:
             config.weights, config.device, config.precision, limits.image_pixels, config.max_local_resolution
         )
         self._routing = Routing(local, config.replicate, limits.image_pixels, self._lane)
+        self._estimator = Estimator(self._measurements, local, config.replicate)
         loopback = is_loopback(config.endpoint)
         self._clients_are_local = loopback  # only then does a pid in `hello` name a process here
         self._delivery = Delivery(self._socket, None if loopback else path_scrubber(self._folders()))
         self._retention = Retention(self._store, config.store_limits)
         active = ActiveJobs()
         outcomes = Outcomes(self._store, self._delivery, paths=loopback)
-        self._jobs = JobEvents(active, self._store, self._delivery, outcomes, self._routing, self._retention)
+        self._jobs = JobEvents(
+            active, self._store, self._delivery, outcomes, self._routing, self._retention, self._estimator
+        )
         admission = Admission(
             limits, active, self._store, self._delivery, outcomes, self._routing, self._jobs
         )
@@ -130,6 +138,7 @@ class Server:
             "fetch": self._jobs.fetch,
             "list": self._list,
             "status": self._status,
+            "estimate": self._estimate,
             "shutdown": self._shutdown,
         }
         self._stop_reason: str | None = None
@@ -232,6 +241,7 @@ class Server:
         self._socket.close()
         self._events.close(linger=0)
         self._store.close()
+        self._measurements.close()
         if not self._routing.any_alive():  # else their sockets keep term() waiting; the process ends anyway
             self._context.term()
 
@@ -332,6 +342,17 @@ class Server:
             )
         jobs = [{"job": record.id, **record.describe()} for record in self._store.recent(limit)]
         self._reply(peer, message.header, "list", jobs=jobs, total_cost=self._store.total_cost())
+
+    def _estimate(self, peer: bytes, message: Message) -> None:
+        count = message.header.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_ESTIMATE_COUNT:
+            raise ProtocolError(
+                "bad_parameter", f'"count" must be a whole number from 1 to {MAX_ESTIMATE_COUNT}.'
+            )
+        # a job Replicate would refuse still has an estimate there: the reply says Replicate is unusable
+        params = parse_params(message.header.get("params"), tuple(self._routing.replicate_models), None)
+        usable = self._routing.replicate_usable
+        self._reply(peer, message.header, "estimate", **self._estimator.describe(params, count, usable))
 
     def _shutdown(self, peer: bytes, message: Message) -> None:
         self._reply(peer, message.header, "shutdown")

@@ -13,7 +13,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, tiny_weights):
     record_file = tmp_path / "record.json"
     done = subprocess.run(
         [sys.executable, "-m", "sidecar", "bench", "--weights", str(tiny_weights), "--device", "cpu",
-         "--resolutions", "32,48", "--json", str(record_file)],
+         "--resolutions", "32,48", "--json", str(record_file), "--data-dir", str(tmp_path / "data")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -22,6 +22,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, tiny_weights):
     for column in ("encode", "density", "total", "peak RSS", "vertices"):
         assert column in header
     assert any(line.startswith("32 ") for line in table) and any(line.startswith("48 ") for line in table)
+    assert f"2 runs recorded in {tmp_path / 'data' / 'runs.sqlite'}" in done.stdout
     record = json.loads(record_file.read_text())
     assert record["random_weights"] is False and record["load_seconds"] > 0
     assert record["usable_devices"][-1] == "cpu"

@@ -68,6 +68,16 @@ def test_a_surface_through_most_bricks_is_extracted_on_the_dense_grid(tiny_model
     assert counting.points == coarse_points + 64**3
 
 
+@pytest.mark.parametrize("resolution", [64, 96, 126])
+def test_a_grid_no_coarser_than_the_coarse_one_is_evaluated_once(resolution):
+    # Below twice the coarse resolution the coarse grid is the fine one: seeding would evaluate it all.
+    dense = dense_isosurface(density_grid(ellipsoid_field, resolution, RADIUS, 50_000), THRESHOLD)
+    counting = CountingField(ellipsoid_field)
+    sparse = sparse_isosurface(counting, resolution, RADIUS, THRESHOLD, 50_000)
+    assert_same_mesh(dense, sparse, resolution)
+    assert counting.points == resolution**3
+
+
 def official_mesh(volume: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The classic table on the whole grid, as the official code's torchmcubes runs it: PyMCubes, an
     independent implementation of the same table, on the grid turned into Bourke's axes (our 2, 0, 1)."""

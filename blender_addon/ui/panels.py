@@ -16,6 +16,7 @@ from ..properties import scene_settings
 from ..readiness import Missing
 from ..runtime import session
 from ..session import OFFLINE
+from ..shared import estimate_text
 from ..tracker import Job, JobState
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class TRIPOSR_PT_main(SidebarPanel):
             row = layout.row()
             row.scale_y = 1.5
             row.operator("triposr.generate", icon="MESH_MONKEY")
+            draw_estimate(layout.column(align=True), context, "image")
         if job is not None and job.state.finished:
             draw_outcome(layout.box(), context, job)
 
@@ -118,6 +120,21 @@ def draw_setup(layout: bpy.types.UILayout, context: bpy.types.Context, lacking: 
         wrapped(layout, context, item.sentence, icon="ERROR")
         button = layout.operator("preferences.addon_show", text=f"Set {item.preference}…", icon="PREFERENCES")
         button.module = TRIPOSR_AddonPreferences.bl_idname
+
+
+def draw_estimate(layout: bpy.types.UILayout, context: bpy.types.Context, subject: str) -> None:
+    """How long the job (or the batch) would take here and on Replicate, and whether it fits in memory."""
+    estimate = session.estimates.get(subject) if session.connected else None
+    if estimate is None:
+        return
+    if "error" in estimate:
+        wrapped(layout, context, f"No estimate: {estimate['error']}", icon="INFO")
+        return
+    wrapped(layout, context, estimate_text.summary(estimate), icon="TIME")
+    if estimate["local"]["basis"] == "default":
+        layout.label(text="Typical figures until this computer has run a job like it")
+    if warning := estimate_text.memory_warning(estimate):
+        wrapped(layout, context, warning, icon="ERROR")
 
 
 def draw_outcome(layout: bpy.types.UILayout, context: bpy.types.Context, job: Job) -> None:
@@ -230,6 +247,7 @@ class TRIPOSR_PT_batch(SidebarPanel):
         row = layout.row(align=True)  # these open a file browser, starting in the folder above
         row.operator("triposr.generate_batch", text="Pick Images…", icon="FILEBROWSER")
         row.operator("triposr.import_glb_folder", text="Import GLBs…", icon="IMPORT")
+        draw_estimate(layout.column(align=True), context, "batch")
 
         batch = session.batch
         if batch is None:

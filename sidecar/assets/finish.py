@@ -8,7 +8,7 @@ from ..clock import StageClock
 from .bake import bake
 from .cleanup import drop_small_pieces, smooth
 from .decimate import decimate
-from .options import TEXTURED_FACES, AssetOptions
+from .options import AssetOptions
 from .placement import place
 from .surface import ColourSource, Surface
 from .unwrap import unwrap
@@ -26,7 +26,7 @@ def finish(surface: Surface, source: ColourSource, options: AssetOptions, clock:
                 surface = drop_small_pieces(surface, options.min_piece)
             if options.smooth:
                 surface = smooth(surface, options.smooth)
-    faces = options.faces or (TEXTURED_FACES if options.texture and not surface.textured else 0)
+    faces = options.target_faces if options.faces or not surface.textured else 0
     if faces and faces < len(surface.faces):
         with clock.stage("decimate"):
             surface = decimate(surface, faces)

@@ -24,3 +24,20 @@ class AssetOptions:
     texture: int = 0  # texture size in texels (one of TEXTURE_SIZES); 0: vertex colours
     ground: bool = False  # origin at the bottom centre, so the model stands on the ground
     height: float = 0.0  # metres from bottom to top; 0: the model's own size
+
+    @property
+    def target_faces(self) -> int:
+        """The face count the surface is simplified to; 0: not simplified."""
+        return self.faces or (TEXTURED_FACES if self.texture else 0)
+
+    def stages(self, coloured: bool = False) -> tuple[str, ...]:
+        """The asset stages a job with these options runs, on a surface made without colours (the local
+        model's) or with them (a cloud model's, which keeps them unless it is simplified)."""
+        chosen = ["cleanup"] if self.cleanup or self.smooth else []
+        chosen += ["decimate"] if self.target_faces else []
+        if self.texture:
+            chosen += ["unwrap", "bake"]
+        elif not coloured or self.target_faces:
+            chosen.append("colour")
+        chosen += ["place"] if self.ground or self.height else []
+        return tuple(chosen)

@@ -14,6 +14,7 @@ from ..failures import describe_failure
 from ..jobs import JobFailed, Ticket
 from ..pipeline import STAGES, GenerationParams, generate_glb
 from ..triposr import TripoSR, load_model, open_image
+from ..triposr.config import architecture
 from ..triposr.device import device_name, resolve_precision, select_device
 from ..triposr.errors import DeviceError
 from ..triposr.weights import CHECKPOINT_NAME, DEFAULT_REVISION, DEFAULT_WEIGHTS
@@ -44,6 +45,7 @@ class LocalBackend:
         self.precision = resolved_precision(device, precision)  # what the backbone runs in: "auto" decided
         self.identity = model_identity(weights, self.precision)
         self.model_state = ModelState("loading", device)  # replaced whole, so other threads read it safely
+        self.network: str | None = None  # what decides its speed, with the device: once loaded
         self._weights = weights
         self._device = device
         self._max_image_pixels = max_image_pixels
@@ -60,6 +62,7 @@ class LocalBackend:
             log.error("The model could not be loaded: %s", message)
             return
         self._model = model
+        self.network = f"{architecture(model.config)} {self.precision}"
         self.model_state = ModelState("loaded", device_name(model.device))
         log.info(
             "Model loaded from %s on %s in %.1f s",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
 from ..benchmark import BenchRecord, run_bench
+from ..measurements import FILE_NAME, Measurements, Run
 from ..memory import format_bytes
 from ..pipeline import STAGES, GenerationParams
 from .generate import add_asset_options, asset_options
-from .options import add_model_options
+from .options import add_data_dir_option, add_model_options
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -30,6 +32,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dense", dest="sparse", action="store_false", help="evaluate the whole grid")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the record as JSON")
+    add_data_dir_option(parser, "the sidecar's data folder, where the runs are recorded for its estimates")
     add_asset_options(parser)
     parser.set_defaults(run=run)
 
@@ -40,20 +43,29 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise SystemExit("error: --resolutions takes whole numbers separated by commas") from None
     progress = lambda line: print(line, file=sys.stderr)  # noqa: E731 - keeps stdout for the record
-    record = run_bench(
-        args.weights,
-        args.device,
-        resolutions,
-        args.precision,
-        GenerationParams(sparse=args.sparse),
-        asset_options(args),
-        progress,
-    )
+    params, options = GenerationParams(sparse=args.sparse), asset_options(args)
+    record = run_bench(args.weights, args.device, resolutions, args.precision, params, options, progress)
     print(render_table(record))
+    _record_runs(record.measured_runs(params, options), args.data_dir)
     if args.json:
         args.json.write_text(json.dumps(record.to_json(), indent=2))
         print(f"JSON written to {args.json}")
     return 1 if any(run.error for run in record.runs) else 0
+
+
+def _record_runs(runs: list[Run], data_dir: Path) -> None:
+    """Seed the sidecar's estimates; a data folder that cannot be written costs them, not the record."""
+    try:
+        measurements = Measurements(data_dir)
+        try:
+            for run in runs:
+                measurements.add(run)
+        finally:
+            measurements.close()
+    except (OSError, sqlite3.Error) as exc:
+        print(f"The runs could not be recorded for estimates in {data_dir}: {exc}", file=sys.stderr)
+    else:
+        print(f"{len(runs)} runs recorded in {data_dir / FILE_NAME} for the sidecar's estimates")
 
 
 def render_table(record: BenchRecord) -> str:

@@ -7,8 +7,6 @@ import signal
 import sys
 from pathlib import Path
 
-import platformdirs
-
 from shared.protocol import DEFAULT_ENDPOINT
 
 from ..admission import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_QUEUE_SIZE, Limits
@@ -25,7 +23,7 @@ from ..security import SecurityError, load_keys
 from ..server import Server, ServerConfig, StartupError
 from ..store import StoreError
 from ..triposr.preprocess import DEFAULT_MAX_PIXELS
-from .options import add_model_options
+from .options import add_data_dir_option, add_model_options
 
 EXIT_CANNOT_START = 2
 
@@ -43,13 +41,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help=f"where to listen (default: {DEFAULT_ENDPOINT}); addresses beyond loopback need CurveZMQ keys",
     )
     add_model_options(parser)
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=platformdirs.user_data_path("triposr-sidecar", appauthor=False),
-        metavar="DIR",
-        help="where jobs.sqlite and the results are kept (default: %(default)s)",
-    )
+    add_data_dir_option(parser, "where jobs.sqlite, the results and the runs estimates learn from are kept")
     parser.add_argument(
         "--store-max-gb",
         type=positive_float,

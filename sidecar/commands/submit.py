@@ -10,6 +10,7 @@ from pathlib import Path
 import zmq.auth
 from tqdm import tqdm
 
+from shared import estimate_text
 from shared.client import Event, SidecarClient, SidecarError
 from shared.protocol import DEFAULT_ENDPOINT, QUEUED
 
@@ -62,6 +63,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="give up on a job when the sidecar sends nothing about it for this long (default: %(default)s)",
     )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print how long the images would take here and on Replicate, and what they would cost, "
+        "without submitting them",
+    )
     add_generation_options(parser)
     add_asset_options(parser)
     parser.set_defaults(run=run)
@@ -80,11 +87,15 @@ def run(args: argparse.Namespace) -> int:
         except SidecarError as exc:
             print(f"error: {exc} Start one with `triposr-sidecar serve`.", file=sys.stderr)
             return 1
+        if args.estimate:
+            return print_estimate(client, params, len(args.images))
         problem = cloud_problem(hello, args.backend)
         if problem:
             print(problem, file=sys.stderr)
             if args.backend == "replicate":
                 return 1
+        if args.backend == "local":
+            warn_of_memory(client, params, len(args.images))
         args.out.mkdir(parents=True, exist_ok=True)
         jobs: dict[str, JobView] = {}
         failed = 0
@@ -111,6 +122,26 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(args.images)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def print_estimate(client: SidecarClient, params: dict, count: int) -> int:
+    try:
+        estimate = client.estimate(params, count)
+    except SidecarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(estimate_text.details(estimate)))
+    return 0
+
+
+def warn_of_memory(client: SidecarClient, params: dict, count: int) -> None:
+    """Say before a local batch starts that its runs would not fit in the memory free now."""
+    try:
+        warning = estimate_text.memory_warning(client.estimate(params, count))
+    except SidecarError:  # the jobs say what is wrong
+        return
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cloud_problem(hello: dict, backend: str) -> str:

@@ -6,9 +6,10 @@ with a safe YAML parser, resolve the reference ourselves and check that each cla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,12 @@ class TripoSRConfig:
     upsample_out_channels: int
     decoder: DecoderConfig
     renderer: RendererConfig
+
+
+def architecture(config: TripoSRConfig) -> str:
+    """Names the network's shape: equal for any weights of it (which run equally fast), official or random."""
+    described = json.dumps(asdict(config), sort_keys=True).encode()
+    return hashlib.sha256(described).hexdigest()[:12]
 
 
 def load_config(config_path: Path, vit_config_path: Path | None = None) -> TripoSRConfig:

@@ -70,9 +70,12 @@ def sparse_isosurface(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same as `dense_isosurface` on the `resolution`^3 grid, evaluating only near the surface.
 
-    When the coarse grid finds surface in more than `dense_share` of the bricks (a lattice rather than
-    an object) and the dense volume fits in DENSE_MAX_BYTES, the dense path is cheaper and is taken.
+    When the coarse grid would be no coarser than the fine one, or finds surface in more than `dense_share`
+    of the bricks (a lattice rather than an object), and the dense volume fits in DENSE_MAX_BYTES, the dense
+    path is cheaper and is taken.
     """
+    if marches_whole_grid(resolution, coarse_resolution):
+        return dense_isosurface(density_grid(query, resolution, radius, chunk_size, progress), threshold)
     axis = grid_axis(resolution, radius)
     stride = coarse_stride(resolution, coarse_resolution)
     brick = max(stride, BRICK_CELLS)
@@ -105,6 +108,12 @@ def sparse_isosurface(
         "cut-out."
     )
     return _surface(pieces, message)
+
+
+def marches_whole_grid(resolution: int, coarse_resolution: int) -> bool:
+    """Whether the sparse path evaluates the whole grid at once: when the coarse grid would be the fine one,
+    seeding alone would evaluate it all (and the dense volume fits in DENSE_MAX_BYTES)."""
+    return coarse_stride(resolution, coarse_resolution) == 1 and resolution**3 * 4 <= DENSE_MAX_BYTES
 
 
 def coarse_stride(resolution: int, coarse_resolution: int) -> int:

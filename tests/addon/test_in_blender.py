@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 import trimesh
-from addon_helpers import SIDECAR_PYTHON, TINY, make_images
+from addon_helpers import SIDECAR_PYTHON, TINY, make_images, run_script
 from sidecar_process import free_port
 
 from sidecar.assets.colour import srgb_to_linear
@@ -23,12 +23,6 @@ from sidecar.processes import is_alive
 
 TOKEN = "r8_TripoSRTestTokenThatMustNeverBeSaved"
 MATERIAL = "TripoSR Vertex Colour"
-
-
-def run_script(blender, script: str, workdir: Path, **settings) -> dict:
-    path = workdir / f"{Path(script).stem}.json"
-    path.write_text(json.dumps({"workdir": str(workdir), **settings}))
-    return blender.run(script, workdir, str(path), timeout=600)
 
 
 def sidecar_to_start(tmp_path: Path) -> dict:

@@ -3,13 +3,12 @@ real sidecar as imported, saved and rendered."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
-from addon_helpers import make_images
+from addon_helpers import make_images, run_script
 from fields import RADIUS, THRESHOLD, ellipsoid_field
 from test_tracker import event
 from triposr_addon.tracker import CLOUD_STAGES, LOCAL_STAGES, STAGES, Job, JobTracker
@@ -77,12 +76,6 @@ def test_the_summary_names_the_texture():
     assert Job("j1", "mug", result=result).summary()[1:] == ["3,360 vertices, 5,000 faces", "1024 px texture"]
     result["params"]["texture"] = 0
     assert Job("j2", "mug", result=result).summary()[1:] == ["3,360 vertices, 5,000 faces"]
-
-
-def run_script(blender, script: str, workdir: Path, **settings) -> dict:
-    path = workdir / f"{Path(script).stem}.json"
-    path.write_text(json.dumps({"workdir": str(workdir), **settings}))
-    return blender.run(script, workdir, str(path), timeout=600)
 
 
 def analytic_pair(folder: Path) -> Path:

@@ -117,6 +117,38 @@ def draw_panels(state: str, drawn: dict) -> None:
     drawn[state] = [line for line in output if "rna_ui" in line or "not found" in line or "rror" in line]
 
 
+class LayoutReader:
+    """A real UILayout that also notes the text of each item drawn in it, which Blender keeps to itself."""
+
+    def __init__(self, layout, texts: list):
+        object.__setattr__(self, "_layout", layout)
+        object.__setattr__(self, "texts", texts)
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._layout, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            if kwargs.get("text"):
+                self.texts.append(kwargs["text"])
+            result = attribute(*args, **kwargs)
+            return LayoutReader(result, self.texts) if isinstance(result, bpy.types.UILayout) else result
+
+        return call
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._layout, name, value)
+
+
+def panel_text(panel) -> list:
+    """The texts a panel draws now, drawn with a real UILayout (see draw_panels)."""
+    texts: list = []
+    menu = bpy.context.window_manager.popmenu_begin__internal(panel.__name__, icon="NONE")
+    panel.draw(SimpleNamespace(layout=LayoutReader(menu.layout, texts)), bpy.context)
+    return texts
+
+
 @contextmanager
 def captured_output():
     """The lines Blender's C code prints to file descriptors 1 and 2 meanwhile, once the block ends."""
