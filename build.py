@@ -3,7 +3,9 @@
 The zip holds the add-on (`blender_addon/`), the protocol package `shared/` vendored inside it as a
 subpackage, and the pyzmq wheels Blender installs for it: one per platform and per Python of a supported
 Blender (3.11 for 4.2 to 5.0, 3.13 for 5.1 and 5.2). Wheels are cached under `build/wheels/`, so only the
-first build downloads. The result is checked with Blender's own validator, `blender_ext.py` from the `bpy`
+first build downloads. It also holds the sidecar's own wheel, `sidecar-wheel/`, which the add-on's Install
+puts into an environment of its own; the manifest does not list it, or Blender would install it into its
+own Python. The result is checked with Blender's own validator, `blender_ext.py` from the `bpy`
 wheel of every Blender the tests have installed; without one, the build says so and still succeeds.
 
     python build.py                      # macOS arm64, Linux x64 and Windows x64
@@ -107,6 +109,25 @@ def wheel(target: Target, python_version: str) -> Path:
     return cached[0]
 
 
+def sidecar_wheel(destination: Path) -> Path:
+    """The sidecar's wheel (`sidecar/` and `shared/`), built from a copy of the project so that the tree
+    gets no build/ or egg-info of setuptools'."""
+    with tempfile.TemporaryDirectory() as folder:
+        project = Path(folder) / "project"
+        project.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, project / name)
+        for package in ("sidecar", "shared"):
+            shutil.copytree(ROOT / package, project / package, ignore=IGNORED)
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet"]
+        command += ["--disable-pip-version-check", "--wheel-dir", str(destination), str(project)]
+        process = subprocess.run(command, capture_output=True, text=True)
+        built = sorted(destination.glob("*.whl"))
+        if process.returncode != 0 or len(built) != 1:
+            raise BuildError(f"could not build the sidecar's wheel:\n{process.stdout}{process.stderr}")
+    return built[0]
+
+
 def manifest_text(template: str, platforms: list[str], wheels: list[str]) -> str:
     """The template with `platforms` and `wheels` added before its first table (JSON arrays are TOML)."""
     lines = template.splitlines()
@@ -173,6 +194,7 @@ def build(platform_names: list[str], out: Path, check: bool = True) -> Path:
     with tempfile.TemporaryDirectory() as folder:
         staged = stage_sources(Path(folder) / manifest["id"])
         add_wheels(staged, wheels, [target.platform for target in chosen])
+        sidecar_wheel(staged / "sidecar-wheel")
         write_zip(staged, archive)
     if check:
         validate(archive, validators())

@@ -5,9 +5,14 @@ Registration only; each concern lives in its own module.
 
 import bpy
 
-from . import files, properties, tick
+from . import files, properties, runtime, tick
 from .operators.batch import TRIPOSR_OT_cancel_batch, TRIPOSR_OT_generate_batch, TRIPOSR_OT_import_glb_folder
 from .operators.generate import TRIPOSR_OT_cancel, TRIPOSR_OT_generate
+from .operators.install import (
+    TRIPOSR_OT_cancel_install,
+    TRIPOSR_OT_install_sidecar,
+    TRIPOSR_OT_remove_sidecar,
+)
 from .operators.notify import TRIPOSR_OT_notify
 from .operators.results import TRIPOSR_OT_import_result, TRIPOSR_OT_refresh_results
 from .operators.sidecar import (
@@ -46,6 +51,9 @@ classes = (
     TRIPOSR_OT_generate_batch,
     TRIPOSR_OT_cancel_batch,
     TRIPOSR_OT_import_glb_folder,
+    TRIPOSR_OT_install_sidecar,
+    TRIPOSR_OT_cancel_install,
+    TRIPOSR_OT_remove_sidecar,
     TRIPOSR_PT_main,
     TRIPOSR_PT_output,
     TRIPOSR_PT_sidecar,
@@ -64,6 +72,7 @@ def register() -> None:
 
 
 def unregister() -> None:
+    runtime.installer.cancel()  # no pip left writing into an environment nobody follows
     tick.unregister()
     files.unregister()
     statusbar.unregister()

@@ -30,8 +30,10 @@ class LaunchError(Exception):
 
 @dataclass(frozen=True)
 class LaunchSettings:
-    runner: str  # "COMMAND": the triposr-sidecar program; "PYTHON": an interpreter that has the package
-    executable: str  # the program or the interpreter; empty: triposr-sidecar found on PATH
+    # "COMMAND": the triposr-sidecar program; "PYTHON": an interpreter that has the package; "INSTALLED": the
+    # Python of the environment the add-on's Install made
+    runner: str
+    executable: str  # the program or the interpreter; empty: triposr-sidecar found on PATH, or none installed
     endpoint: str
     weights: str
     device: str
@@ -75,6 +77,10 @@ def find_command() -> str | None:
 
 def program(settings: LaunchSettings) -> list[str]:
     """The command up to the `serve` subcommand."""
+    if settings.runner == "INSTALLED":
+        if not settings.executable:
+            raise LaunchError(f"The sidecar is not installed: press Install the Sidecar in {PREFERENCES}.")
+        return [settings.executable, "-m", "sidecar"]
     if settings.runner == "PYTHON":
         if not settings.executable:
             raise LaunchError(f"Choose the Python interpreter that has the TripoSR sidecar in {PREFERENCES}.")
@@ -172,33 +178,16 @@ class Launcher:
         if self.running:
             return
         command = serve_command(settings, os.getpid())
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Its own process group: Ctrl+C in Blender's terminal does not reach it; Stop can end its children.
-        creationflags = 0
-        if sys.platform == "win32":
-            creationflags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
-        # Appended to, so that a sidecar that died keeps its last words when the next one starts.
-        mode = "a" if log_path.is_file() and log_path.stat().st_size < LOG_LIMIT else "w"
-        with log_path.open(mode, encoding="utf-8") as log:
-            log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
-            log.flush()
-            self.log_start = log.tell()
-            try:
-                self.process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    cwd=log_path.parent,  # not Blender's folder: a `sidecar` folder there would shadow it
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=serve_environment(settings),
-                    creationflags=creationflags,
-                    start_new_session=sys.platform != "win32",
-                )
-            except OSError as exc:
-                raise LaunchError(
-                    f"Cannot run “{command[0]}”: {exc.strerror or exc}. Check the sidecar's program or "
-                    f"Python in {PREFERENCES}."
-                ) from None
+        try:
+            # cwd: not Blender's folder, where a `sidecar` folder would shadow the package.
+            self.process, self.log_start = spawn(
+                command, log_path, cwd=log_path.parent, environment=serve_environment(settings)
+            )
+        except OSError as exc:
+            raise LaunchError(
+                f"Cannot run “{command[0]}”: {exc.strerror or exc}. Check the sidecar's program or "
+                f"Python in {PREFERENCES}."
+            ) from None
         self.settings, self.log_path = settings, log_path
 
     def exited(self) -> int | None:
@@ -236,6 +225,37 @@ class Launcher:
         except subprocess.TimeoutExpired:
             end(process, kill=True)
             process.wait(timeout=grace)
+
+
+def spawn(
+    command: list[str], log_path: Path, cwd: Path, environment: dict[str, str]
+) -> tuple[subprocess.Popen, int]:
+    """Start `command` without waiting, its output appended to the log; the process and where its lines
+    begin in the log. Raises OSError when the program cannot be run.
+
+    Its own process group: Ctrl+C in Blender's terminal does not reach it, and `end` stops its children too.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    creationflags = 0
+    if sys.platform == "win32":
+        creationflags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+    # Appended to, so that a process that died keeps its last words when the next one starts.
+    mode = "a" if log_path.is_file() and log_path.stat().st_size < LOG_LIMIT else "w"
+    with log_path.open(mode, encoding="utf-8") as log:
+        log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
+        log.flush()
+        start = log.tell()
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            creationflags=creationflags,
+            start_new_session=sys.platform != "win32",
+        )
+    return process, start
 
 
 def end(process: subprocess.Popen, kill: bool) -> None:

@@ -1,4 +1,4 @@
-"""The add-on's preferences: how to run the sidecar, where it listens, and the Replicate token.
+"""The add-on's preferences: how to run the sidecar (or install it), where it listens, the Replicate token.
 
 The token lives here (saved with Blender's preferences, never in a .blend) and reaches the sidecar only
 through its environment when the add-on starts it.
@@ -11,8 +11,9 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
+from .installer import environment_python, installed
 from .launcher import COMMAND, LaunchSettings, find_command
-from .runtime import session
+from .runtime import installer, session
 from .shared.protocol import DEFAULT_ENDPOINT
 
 DEVICES = (
@@ -39,8 +40,19 @@ class TRIPOSR_AddonPreferences(bpy.types.AddonPreferences):
                 "Python Interpreter",
                 "A Python with the sidecar installed, run as `python -m sidecar`",
             ),
+            (
+                "INSTALLED",
+                "Installed Sidecar",
+                "The sidecar that Install the Sidecar put into this add-on's own Python environment",
+            ),
         ),
         default="COMMAND",
+    )
+    package_source: StringProperty(  # type: ignore[valid-type]
+        name="Package Source",
+        description="Where Install the Sidecar takes PyTorch and the sidecar's packages from. Empty: "
+        "download them (needs Blender's online access). A folder of wheels: install from it, offline",
+        subtype="DIR_PATH",
     )
     command: StringProperty(  # type: ignore[valid-type]
         name="Command",
@@ -100,7 +112,7 @@ class TRIPOSR_AddonPreferences(bpy.types.AddonPreferences):
             if not self.command:
                 found = find_command()
                 column.label(text=f"Found: {found}" if found else f"{COMMAND} is not on PATH", icon="INFO")
-        else:
+        elif self.runner == "PYTHON":
             column.prop(self, "python")
         column.prop(self, "endpoint")
         column.prop(self, "auto_start")
@@ -108,6 +120,8 @@ class TRIPOSR_AddonPreferences(bpy.types.AddonPreferences):
         column.prop(self, "device")
         column.prop(self, "data_dir")
         column.prop(self, "heartbeat_timeout")
+
+        self.draw_install(layout.column(heading="Install"), context)
 
         column = layout.column(heading="Replicate")
         column.prop(self, "replicate_token")
@@ -119,10 +133,43 @@ class TRIPOSR_AddonPreferences(bpy.types.AddonPreferences):
                 text="Weights, device, data folder and token apply when the sidecar starts", icon="INFO"
             )
 
+    def draw_install(self, column: bpy.types.UILayout, context: bpy.types.Context) -> None:
+        """Install the Sidecar: its button and source, its progress and log, and Remove."""
+        environment = sidecar_environment_path()
+        marker = installed(environment)
+        if installer.running:
+            factor, text = installer.progress()
+            column.progress(factor=factor, type="BAR", text=text)
+            column.operator("triposr.cancel_install", icon="CANCEL")
+        else:
+            if marker:
+                column.operator("triposr.install_sidecar", text="Reinstall", icon="IMPORT")
+            else:
+                column.operator("triposr.install_sidecar", icon="IMPORT")
+            column.prop(self, "package_source")
+        if installer.failure:
+            column.label(text=installer.failure, icon="ERROR")
+        if installer.running or installer.failure:
+            for line in installer.log_lines():
+                column.label(text=line)
+        if marker:
+            column.label(
+                text=f"Installed: sidecar {marker.get('sidecar')}, PyTorch {marker.get('torch')}, "
+                f"in {environment}",
+                icon="CHECKMARK",
+            )
+            if self.runner != "INSTALLED":
+                column.label(text="Choose Run With ▸ Installed Sidecar to use it", icon="INFO")
+            column.operator("triposr.remove_sidecar", icon="TRASH")
+
     def launch_settings(self) -> LaunchSettings:
+        if self.runner == "INSTALLED":
+            executable = installed_python()
+        else:
+            executable = bpy.path.abspath(self.command if self.runner == "COMMAND" else self.python)
         return LaunchSettings(
             runner=self.runner,
-            executable=bpy.path.abspath(self.command if self.runner == "COMMAND" else self.python),
+            executable=executable,
             endpoint=self.endpoint.strip(),
             weights=self.weights.strip(),
             device=self.device,
@@ -140,3 +187,20 @@ def get_preferences(context: bpy.types.Context | None = None) -> TRIPOSR_AddonPr
 def sidecar_log_path() -> Path:
     """The sidecar's log, in the add-on's own user folder (kept across add-on updates)."""
     return Path(bpy.utils.extension_path_user(__package__, path="logs", create=True)) / "sidecar.log"
+
+
+def install_log_path() -> Path:
+    """The log of Install the Sidecar, beside the sidecar's own."""
+    return sidecar_log_path().with_name("install.log")
+
+
+def sidecar_environment_path() -> Path:
+    """Where Install the Sidecar puts its Python environment: the add-on's user folder (kept across
+    add-on updates)."""
+    return Path(bpy.utils.extension_path_user(__package__, path="sidecar-env", create=True))
+
+
+def installed_python() -> str:
+    """The installed sidecar's Python; empty while there is none, or a half-made one."""
+    environment = sidecar_environment_path()
+    return str(environment_python(environment)) if installed(environment) else ""

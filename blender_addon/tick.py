@@ -17,9 +17,9 @@ import bpy
 
 from .batch import image_count
 from .placement import import_job
-from .preferences import get_preferences
+from .preferences import TRIPOSR_AddonPreferences, get_preferences
 from .properties import scene_settings
-from .runtime import session
+from .runtime import installer, session
 from .tracker import Job
 
 BUSY_INTERVAL = 0.1
@@ -28,6 +28,7 @@ IDLE_INTERVAL = 1.0
 
 def tick() -> float:
     preferences = get_preferences()
+    follow_install(preferences)
     session.follow(preferences.launch_settings(), preferences.heartbeat_timeout, preferences.auto_start)
     session.online = bpy.app.online_access
     # A result is imported a tick after the one that received it, one per tick, so that no tick both takes
@@ -44,6 +45,22 @@ def tick() -> float:
         session.changed = False
         redraw()
     return BUSY_INTERVAL if session.busy or session.tracker.ready() else IDLE_INTERVAL
+
+
+def follow_install(preferences: TRIPOSR_AddonPreferences) -> None:
+    """Move the sidecar's install on; once it is done, run the sidecar from it."""
+    changed = installer.poll()
+    if changed and installer.done:
+        preferences.runner = "INSTALLED"
+        session.notices.append(("INFO", "The sidecar is installed, and Run With is now Installed Sidecar"))
+    elif changed and installer.failure:
+        session.notices.append(("ERROR", installer.failure))
+    if changed or installer.running:  # the preferences show its progress and the log's last lines
+        session.changed = True
+        for window in bpy.context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "PREFERENCES":
+                    area.tag_redraw()
 
 
 def want_estimates(context: bpy.types.Context) -> None:

@@ -14,7 +14,7 @@ from ..operators.common import setup_missing
 from ..preferences import TRIPOSR_AddonPreferences, get_preferences, sidecar_log_path
 from ..properties import scene_settings
 from ..readiness import Missing
-from ..runtime import session
+from ..runtime import installer, session
 from ..session import OFFLINE
 from ..shared import estimate_text
 from ..tracker import Job, JobState
@@ -118,8 +118,22 @@ def draw_setup(layout: bpy.types.UILayout, context: bpy.types.Context, lacking: 
     layout.label(text="Before the first model", icon="PREFERENCES")
     for item in lacking:
         wrapped(layout, context, item.sentence, icon="ERROR")
+        if item.installable:
+            draw_install(layout, context)
         button = layout.operator("preferences.addon_show", text=f"Set {item.preference}…", icon="PREFERENCES")
         button.module = TRIPOSR_AddonPreferences.bl_idname
+
+
+def draw_install(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """Install the Sidecar, or how far it has come, and why it last stopped."""
+    if installer.running:
+        factor, text = installer.progress()
+        layout.progress(factor=factor, type="BAR", text=text)
+        layout.operator("triposr.cancel_install", icon="CANCEL")
+        return
+    if installer.failure:
+        wrapped(layout, context, installer.failure, icon="ERROR")
+    layout.operator("triposr.install_sidecar", icon="IMPORT")
 
 
 def draw_estimate(layout: bpy.types.UILayout, context: bpy.types.Context, subject: str) -> None:

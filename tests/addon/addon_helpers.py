@@ -38,6 +38,13 @@ def run_script(blender, script: str, workdir: Path, **settings) -> dict:
     return blender.run(script, workdir, str(path), timeout=600)
 
 
+def assert_panels_drew_cleanly(report: dict, states: set[str]) -> None:
+    """The script drew the panels in each of `states`, and Blender complained of nothing."""
+    assert states <= set(report["drawn"]), f"states drawn: {sorted(report['drawn'])}"
+    for state, complaints in report["drawn"].items():
+        assert complaints == [], f"drawing the panels while {state}: {complaints}"
+
+
 def load_build():
     """build.py as a module."""
     spec = importlib.util.spec_from_file_location("build_script", ROOT / "build.py")

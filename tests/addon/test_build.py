@@ -146,3 +146,31 @@ def test_the_addon_type_checks_against_blender_42s_stubs(tmp_path):
         timeout=600,
     )
     assert process.returncode == 0, process.stdout + process.stderr
+
+
+def test_the_zip_carries_the_sidecars_own_wheel_which_the_manifest_leaves_out(addon_zip):
+    """Install the Sidecar installs it into an environment of its own; were the manifest to list it, Blender
+    would install it (and torch) into its own Python."""
+    with zipfile.ZipFile(addon_zip) as zip_file:
+        (wheel,) = [name for name in zip_file.namelist() if name.startswith("sidecar-wheel/")]
+        assert re.fullmatch(r"sidecar-wheel/triposr_sidecar-0\.1\.0-py3-none-any\.whl", wheel), wheel
+        with zipfile.ZipFile(zip_file.open(wheel)) as sidecar_wheel:
+            files = set(sidecar_wheel.namelist())
+            metadata = sidecar_wheel.read("triposr_sidecar-0.1.0.dist-info/METADATA").decode()
+    assert {"sidecar/__main__.py", "sidecar/commands/doctor.py", "shared/protocol.py"} <= files
+    assert "sidecar/triposr/official_config.yaml" in files
+    assert not [name for name in files if name.startswith("tests/") or name.endswith(".pyc")]
+    assert "Requires-Dist: torch" in metadata and "Requires-Dist: pyzmq" in metadata
+    assert not [name for name in manifest_of(addon_zip)["wheels"] if "sidecar" in name]
+
+
+def test_building_the_sidecars_wheel_leaves_the_tree_as_it_was(tmp_path):
+    """setuptools writes build/lib and an egg-info into the project it builds: into a copy, here."""
+    made_by_setuptools = [ROOT / "build" / "lib", ROOT / "triposr_sidecar.egg-info"]
+
+    def state() -> dict:
+        return {str(path): path.stat().st_mtime_ns for path in made_by_setuptools if path.exists()}
+
+    before = state()
+    load_build().sidecar_wheel(tmp_path)
+    assert state() == before

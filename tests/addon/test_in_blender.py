@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 import trimesh
-from addon_helpers import SIDECAR_PYTHON, TINY, make_images, run_script
+from addon_helpers import SIDECAR_PYTHON, TINY, assert_panels_drew_cleanly, make_images, run_script
 from sidecar_process import free_port
 
 from sidecar.assets.colour import srgb_to_linear
@@ -33,12 +33,6 @@ def sidecar_to_start(tmp_path: Path) -> dict:
         "weights": str(TINY),
         "data_dir": str(tmp_path / "data"),
     }
-
-
-def assert_panels_drew_cleanly(report: dict, states: set[str]) -> None:
-    assert states <= set(report["drawn"]), f"states drawn: {sorted(report['drawn'])}"
-    for state, complaints in report["drawn"].items():
-        assert complaints == [], f"drawing the panels while {state}: {complaints}"
 
 
 def test_generate_cancel_undo_and_the_token(blender, addon_zip, running_sidecar, tmp_path):

@@ -28,3 +28,20 @@ def test_a_python_that_is_not_there_is_named(tmp_path):
 def test_a_complete_setup_lacks_nothing_and_a_repo_id_is_fetched_on_first_use():
     assert missing(LaunchSettings("PYTHON", sys.executable, ENDPOINT, str(TINY), "cpu")) == []
     assert missing(LaunchSettings("PYTHON", sys.executable, ENDPOINT, "stabilityai/TripoSR", "auto")) == []
+
+
+def test_what_install_the_sidecar_would_provide_is_marked_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    (command,) = missing(LaunchSettings("COMMAND", "", ENDPOINT, "", "auto"))
+    (python,) = missing(LaunchSettings("PYTHON", str(tmp_path / "python"), ENDPOINT, "", "auto"))
+    assert command.installable and python.installable
+    weights_folder = str(tmp_path / "weights")
+    (weights,) = missing(LaunchSettings("PYTHON", sys.executable, ENDPOINT, weights_folder, "auto"))
+    assert not weights.installable
+
+
+def test_the_installed_sidecar_before_an_install_says_to_install_it():
+    (item,) = missing(LaunchSettings("INSTALLED", "", ENDPOINT, "", "auto"))
+    assert item.installable and item.preference == "Run With"
+    assert item.sentence.startswith("The sidecar is not installed: press Install the Sidecar in Edit > ")
+    assert missing(LaunchSettings("INSTALLED", sys.executable, ENDPOINT, "", "auto")) == []

@@ -118,7 +118,8 @@ def draw_panels(state: str, drawn: dict) -> None:
 
 
 class LayoutReader:
-    """A real UILayout that also notes the text of each item drawn in it, which Blender keeps to itself."""
+    """A real UILayout that also notes the text of each item drawn in it, which Blender keeps to itself, and
+    "[name]" for a property drawn with its own name."""
 
     def __init__(self, layout, texts: list):
         object.__setattr__(self, "_layout", layout)
@@ -132,6 +133,8 @@ class LayoutReader:
         def call(*args, **kwargs):
             if kwargs.get("text"):
                 self.texts.append(kwargs["text"])
+            elif name == "prop" and len(args) > 1:  # a property drawn under its own name
+                self.texts.append(f"[{args[1]}]")
             result = attribute(*args, **kwargs)
             return LayoutReader(result, self.texts) if isinstance(result, bpy.types.UILayout) else result
 
