@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .shared.protocol import POLICIES
 from .tracker import JobState
 
 # What the sidecar decodes (Pillow), by file name.
@@ -20,6 +22,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tga", ".
 CELL_SIZE = 2.2
 GAP = 1.2  # a cell is this much wider than the largest model in it
 IN_FLIGHT = 4  # jobs sent to the sidecar at once: keeps its queue short, and Replicate's predictions busy
+# ... where the sidecar places the batch's jobs itself: it spreads what it holds over every place it has
+PLACED_IN_FLIGHT = 24
 SUMMARISED = (
     ("made", JobState.DONE),
     ("failed", JobState.FAILED),
@@ -91,6 +95,18 @@ class Batch:
     params: dict = field(default_factory=dict)
     announced: bool = False  # its end has been reported
     skipped: int = 0  # images left out because their models are already in the file
+    id: str = field(
+        default_factory=lambda: uuid.uuid4().hex
+    )  # names it to the sidecar, which shares its budget
+
+    @property
+    def placed(self) -> bool:
+        """Whether the sidecar chooses where each of its jobs runs (a routing policy)."""
+        return self.params.get("backend") in POLICIES
+
+    def sent_params(self) -> dict:
+        """The parameters its jobs are sent with: a placed batch's name its batch, whose budget they share."""
+        return {**self.params, "batch": self.id} if self.placed else self.params
 
     @classmethod
     def from_paths(cls, name: str, paths: list[Path], **kwargs) -> Batch:
@@ -129,7 +145,8 @@ class Batch:
         if self.stopped:
             return []
         waiting = [item for item in self.items if item.state is None]
-        return waiting[: max(0, IN_FLIGHT - len(self.in_flight()))]
+        limit = PLACED_IN_FLIGHT if self.placed else IN_FLIGHT
+        return waiting[: max(0, limit - len(self.in_flight()))]
 
     def offset_of(self, item: BatchItem) -> tuple[float, float]:
         return grid_offset(self.items.index(item), self.total, self.cell)

@@ -12,12 +12,15 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from .runtime import session
+from .shared.protocol import POLICIES
 
 # Fixed numbers, so a saved choice keeps its meaning whichever backends the sidecar offers today.
 BACKENDS = (
     ("local", "Local", "This computer's GPU or CPU", 0),
     ("replicate", "Replicate", "TripoSR on Replicate's servers: needs a token, costs cents a model", 1),
     ("auto", "Automatic", "Local, and Replicate when the local run cannot work", 2),
+    ("fastest", "Fastest", "Wherever the sidecar expects each image to finish soonest, within the budget", 3),
+    ("cheapest", "Cheapest in Time", "Free places first, Replicate only where the deadline needs it", 4),
 )
 # Blender keeps only the strings of enum items Python holds on to: the list lives here, not in the callback.
 _offered: list[tuple[str, str, str, int]] = list(BACKENDS)
@@ -30,10 +33,16 @@ _models: list[tuple[str, str, str, int]] = [DEFAULT_REPLICATE_MODEL]
 
 def offered_models(_self: object, _context: bpy.types.Context | None) -> list[tuple[str, str, str, int]]:
     names = session.info.replicate_models if session.info else []
-    # Numbered by name, so that a saved choice keeps its meaning when the sidecar's list changes.
+    # Numbered by name, so that a saved choice keeps its meaning when the sidecar's list changes; the
+    # sidecar's default is 0, what a setting no one has chosen holds.
     _models[:] = [
-        (name, name, f"{name} on Replicate, as the sidecar configures it", zlib.crc32(name.encode()) >> 1)
-        for name in names
+        (
+            name,
+            name,
+            f"{name} on Replicate, as the sidecar configures it",
+            0 if index == 0 else zlib.crc32(name.encode()) >> 1,
+        )
+        for index, name in enumerate(names)
     ] or [DEFAULT_REPLICATE_MODEL]
     return _models
 
@@ -42,6 +51,8 @@ def offered_backends(_self: object, _context: bpy.types.Context | None) -> list[
     names = session.info.backends if session.info else [item[0] for item in BACKENDS]
     if "replicate" in names:  # auto runs locally, and on Replicate when the local run cannot work
         names = [*names, "auto"]
+    if session.info and session.info.places > 1:  # a choice of places: the sidecar may choose for each job
+        names = [*names, *session.info.policies]
     _offered[:] = [item for item in BACKENDS if item[0] in names] or list(BACKENDS[:1])
     return _offered
 
@@ -161,6 +172,25 @@ class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
         description="Where the model goes; empty: a new collection named after the image",
         type=bpy.types.Collection,
     )
+    budget: FloatProperty(  # type: ignore[valid-type]
+        name="Budget",
+        description="The most a job, or a whole batch, may spend on Replicate, in US dollars",
+        default=1.0,
+        min=0.0,
+        soft_max=20.0,
+        max=10_000.0,
+        precision=2,
+    )
+    deadline: FloatProperty(  # type: ignore[valid-type]
+        name="Deadline",
+        description="How long a job may take: it runs where it is free unless that would take longer",
+        default=600.0,
+        min=1.0,
+        soft_max=3600.0,
+        max=86_400.0,
+        subtype="TIME_ABSOLUTE",
+        unit="TIME_ABSOLUTE",
+    )
     batch_folder: StringProperty(  # type: ignore[valid-type]
         name="Folder",
         description="A folder of images (or of GLBs to import)",
@@ -180,8 +210,13 @@ class TRIPOSR_PG_settings(bpy.types.PropertyGroup):
             "ground": self.ground,
             "height": round(self.height, 4),
         }
-        if self.backend != "local":
+        # none chosen yet (the sidecar's list numbers its models anew): the sidecar's default
+        if self.backend != "local" and self.replicate_model:
             params["replicate_model"] = self.replicate_model
+        if self.backend in POLICIES:
+            params["budget"] = round(self.budget, 2)
+        if self.backend == "cheapest":
+            params["deadline"] = round(self.deadline, 1)
         return params
 
     def image_name(self) -> str:

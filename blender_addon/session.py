@@ -86,6 +86,16 @@ class SidecarInfo:
         return int(self.hello.get("queue_length") or 0)
 
     @property
+    def policies(self) -> list[str]:
+        """The backends that let the sidecar choose where each job runs."""
+        return [str(name) for name in self.hello.get("policies") or []]
+
+    @property
+    def places(self) -> int:
+        """Where the sidecar can run a job: its backends, and the other sidecars it hands jobs to."""
+        return len(self.backends) + len(self.hello.get("peers") or [])
+
+    @property
     def replicate_models(self) -> list[str]:
         """The Replicate models a job may name, the sidecar's default first."""
         return [str(name) for name in (self.hello.get("replicate") or {}).get("models") or []]
@@ -448,7 +458,8 @@ class Session:
                 item.state, item.message = JobState.FAILED, f"Cannot read the image: {exc.strerror or exc}."
                 continue
             item.state, item.message = JobState.WAITING, ""
-            item.job = self.hold(image, batch.params, item.name, Path(item.path).name, batch=batch.name).id
+            params = batch.sent_params()
+            item.job = self.hold(image, params, item.name, Path(item.path).name, batch=batch.name).id
         self.send_unsent()
         if not batch.running and not batch.announced:
             batch.announced = True

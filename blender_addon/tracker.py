@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from .advice import in_preference_terms
+from .shared.protocol import POLICIES
 
 # What each stage is called in the panel, and about how many seconds it takes on a resolution-256 job (on a
 # GPU; in the cloud, on Replicate's A100), so that one bar runs evenly across the stages a job goes through.
@@ -174,9 +175,22 @@ class Job:
             lines.append(f"{texture} px texture")
         if header.get("failover"):
             lines.append(f"Made on Replicate: {header['failover'].get('reason', 'the local run failed')}")
+        elif placed := self.placement():
+            lines.append(f"Ran {placed}")
         if header.get("cost"):  # none for a local job, nothing to pay for one from the store
             lines.append(f"Cost ${header['cost']:.3f}")
         return lines
+
+    def placement(self) -> str:
+        """Where the sidecar chose to run it, and why ("on Replicate: ..."), for a job it placed; else ""."""
+        placed = self.result.get("placement") or {}
+        if not placed or self.params.get("backend") not in POLICIES:
+            return ""
+        backend = str(placed.get("backend"))
+        where = {"local": "here", "replicate": "on Replicate"}.get(
+            backend
+        ) or f"on {placed.get('peer') or backend}"
+        return f"{where}: {placed['reason']}" if placed.get("reason") else where
 
 
 class JobTracker:

@@ -27,6 +27,8 @@ HEARTBEAT_SECONDS = 1.0
 QUEUED = "queued"
 TERMINAL_TYPES = frozenset({"result", "error", "cancelled"})
 DELIVERY_MODES = ("bytes", "path")
+# The backends a client may name that let the sidecar choose where each job runs: local, peers, Replicate.
+POLICIES = ("fastest", "cheapest")
 
 # Every error code, and whether sending the same request again may succeed.
 ERROR_CODES: dict[str, bool] = {

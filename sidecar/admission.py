@@ -16,8 +16,10 @@ from shared.protocol import MAX_HEADER_BYTES, Message, ProtocolError, encode
 
 from .active_jobs import ActiveJobs
 from .delivery import Delivery
+from .dispatch import Dispatch
 from .job_events import SHUTTING_DOWN, JobEvents
 from .jobs import ActiveJob, Ticket
+from .lanes import asked_for, kind
 from .memory import format_bytes
 from .outcomes import Outcomes
 from .params import parse_params
@@ -57,6 +59,7 @@ class Admission:
         results: Outcomes,
         routing: Routing,
         events: JobEvents,
+        dispatch: Dispatch,
     ):
         self._limits = limits
         self._active = active
@@ -65,6 +68,7 @@ class Admission:
         self._outcomes = results
         self._routing = routing
         self._events = events
+        self._dispatch = dispatch
 
     def submit(self, peer: bytes, message: Message) -> None:
         job = job_of(message)
@@ -117,18 +121,19 @@ class Admission:
                 image_sha256=digest,
                 filename=name,
                 params=params.to_wire(),
-                cache_key=keys[-1] if lane == "replicate" else keys[0],
+                cache_key=self._routing.cache_key(params, digest, lane),
                 model=self._routing.identity(params, lane),
-                backend=lane,
+                backend=kind(lane),  # a policy job not placed yet: its policy
                 failover=None if work is None else work.failover,
+                # A policy job's placement is known once the scheduler has placed it.
+                placement=None if params.policy else asked_for(params.backend),
                 source_job=None if work is None else work.owner.id,
                 created_at=time.time(),
             )
         )
+        new_run = work is None
         if work is None:
-            ticket = Ticket(job, image, params, name)
-            work = self._active.start(ticket, key, lane)
-            self._routing.put(ticket, lane)
+            work = self._active.start(Ticket(job, image, params, name), key, lane)
             log.info("Job %s accepted (%s, %s bytes)", job, name or "unnamed image", f"{len(image):,}")
         else:
             log.info("Job %s joins job %s, which makes the same model", job, work.owner.id)
@@ -136,6 +141,8 @@ class Admission:
         self._active.add(active)
         self._accepted(peer, job, active.params, name)
         self._events.send_progress(active, [peer])
+        if new_run:  # once the run has its member, whose record a placement updates
+            self._dispatch.add(work)
 
     def _image(self, message: Message) -> bytes:
         image = message.payloads.get("image")

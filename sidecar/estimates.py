@@ -26,6 +26,8 @@ FIXED, SURFACE, GRID = 0.0, 2.0, 3.0
 MAX_EXPONENT = 3.5
 # The resolution the default figures are given at.
 DEFAULT_RESOLUTION = 256
+# The newest runs alike that a stage's time is taken from, at each resolution: the machine as it is now.
+RECENT_RUNS = 20
 # What each stage's time depends on, besides the resolution and the device.
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "preprocess": ("remove_background",),
@@ -115,7 +117,7 @@ def estimate(
             seconds[stage] = defaults[stage] * (job["resolution"] / DEFAULT_RESOLUTION) ** exponent
             bases.add("default")
         elif exponent == FIXED:
-            seconds[stage] = median(run.stage_seconds[stage] for run in alike)
+            seconds[stage] = median(run.stage_seconds[stage] for run in alike[:RECENT_RUNS])
             bases.add("measured")
         else:
             seconds[stage], used = _scaled(_by_resolution(alike, stage), job["resolution"], exponent)
@@ -146,7 +148,7 @@ def peak_memory(runs: list[Run], job: dict[str, Any]) -> int:
         low, high = (below[-1], above[0]) if above else (below[-2], below[-1])
         # a + b·r^k through both points: the surface (or grid) grows on top of what the network holds
         share = (target**exponent - low**exponent) / (high**exponent - low**exponent)
-        return int(measured[low] + (measured[high] - measured[low]) * share)
+        return int(max(measured[low] + (measured[high] - measured[low]) * share, measured[low]))
     low = below[-1]
     grown = (target / DEFAULT_RESOLUTION) ** exponent - (low / DEFAULT_RESOLUTION) ** exponent
     return int(measured[low] + DEFAULT_SURFACE_BYTES * grown)
@@ -174,7 +176,7 @@ def _by_resolution(runs: list[Run], stage: str) -> dict[int, float]:
         by_origin = grouped.setdefault(run.params["resolution"], {})
         by_origin.setdefault(run.origin, []).append(run.stage_seconds[stage])
     return {
-        resolution: median(by_origin.get("job") or by_origin["bench"])
+        resolution: median((by_origin.get("job") or by_origin["bench"])[:RECENT_RUNS])
         for resolution, by_origin in grouped.items()
     }
 

@@ -17,8 +17,10 @@ from . import outcomes
 from .active_jobs import ActiveJobs
 from .backends.auto import failover, moves_to_replicate, why_it_stayed
 from .delivery import Delivery
+from .dispatch import Dispatch
 from .estimator import Estimator
 from .jobs import ActiveJob, Ticket, Work
+from .lanes import placement
 from .request_fields import delivery, job_of
 from .retention import Retention
 from .routing import Routing
@@ -58,6 +60,7 @@ class JobEvents:
         routing: Routing,
         retention: Retention,
         estimator: Estimator,
+        dispatch: Dispatch,
     ):
         self._active = active
         self._store = store
@@ -66,6 +69,7 @@ class JobEvents:
         self._routing = routing
         self._retention = retention
         self._estimator = estimator
+        self._dispatch = dispatch
         self.stopping = False
 
     # Requests about jobs.
@@ -116,11 +120,14 @@ class JobEvents:
     # The workers' events.
 
     def on_worker_event(self, message: Message) -> None:
+        header = message.header
+        if message.type in ("result", "error", "cancelled", "requeue"):  # the run's last event: a slot freed
+            self._dispatch.ended(message.job or "", message.type == "result", header.get("cost"))
         work = self._active.work_of_event(message.job)
         if work is None:
             return
-        header = message.header
         if message.type == "progress":
+            self._dispatch.started(work.ticket.job)
             if work.queued:
                 for member in work.members:
                     self._store.mark_running(member.id)
@@ -133,6 +140,8 @@ class JobEvents:
             )
         elif message.type == "result":
             self._finish(work, header, message.payloads["glb"])
+        elif message.type == "requeue":
+            self._requeue(work, header["lane"], header["message"])
         elif message.type == "cancelled":
             run = {name: header[name] for name in RUN_FIELDS if name in header}
             if self.stopping:
@@ -148,7 +157,7 @@ class JobEvents:
         record = self._store.finish(owner.id, result_name(work.ticket.job), source_job=None, **made)
         records = [record, *(self._store.reuse(record, job.id, job.filename, job.params) for job in joined)]
         self._retention.added(len(glb))
-        self._estimator.record(work.ticket.params, header)
+        self._estimator.record(work.ticket.params, {**header, "backend": work.lane})  # "peer ENDPOINT"
         cost = f", ${header['cost']:.4f}" if header["cost"] is not None else ""
         seconds = sum(header["stage_seconds"].values())
         log.info("Job %s done on %s in %.1f s%s", owner.id, header["backend"], seconds, cost)
@@ -196,9 +205,25 @@ class JobEvents:
                 model=self._routing.identity(old.params, "replicate"),
                 cache_key=self._routing.cache_keys(old.params, job.fingerprint[0])[-1],  # a Replicate result
                 failover=work.failover,
+                placement=placement("replicate", f"auto: {work.failover['reason']}"),
             )
         work.ticket, work.lane = Ticket(old.job, old.image, old.params, old.filename), "replicate"
-        self._routing.put(work.ticket, "replicate")
+        self._dispatch.send(work, "replicate")
+
+    def _requeue(self, work: Work, lane: str, message: str) -> None:
+        """The run's lane was lost (a peer stopped answering): the run waits for a place elsewhere."""
+        if self.stopping:
+            self._fail(work, "shutting_down", SHUTTING_DOWN)
+            return
+        if work.ticket.cancelled:  # cancelled as its lane was lost
+            self._cancelled(work)
+            return
+        log.info("Job %s goes back to the queue: %s %s", work.owner.id, lane, message)
+        for job in work.members:
+            self._store.update(job.id, status="queued")
+        self._dispatch.requeue(work, lane, message)
+        for job in work.members:
+            self.send_progress(job)
 
     # Stopping.
 
@@ -221,7 +246,8 @@ class JobEvents:
         for job in work.members[:]:
             charged = run if job is owner else {}
             self._store.fail(job.id, code, message, **charged)
-            self._end(job, outcomes.error(job.id, code, message, **outcomes.charge(charged)))
+            placed = self._store.get(job.id).placement
+            self._end(job, outcomes.error(job.id, code, message, placed, **outcomes.charge(charged)))
 
     def _end(self, job: ActiveJob, frames: list) -> None:
         self._active.remove(job)

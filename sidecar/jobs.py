@@ -40,6 +40,16 @@ class JobFailed(Exception):
         self.record = record
 
 
+class BackendLost(Exception):
+    """The backend stopped answering (or refused work) in a way that says nothing about the job: a peer
+    sidecar that went silent, say. The job goes back to the queue, to run elsewhere. The message says what
+    the lane did, as a clause ("stopped answering for 6 s")."""
+
+    def __init__(self, lane: str, message: str):
+        super().__init__(message)
+        self.lane = lane
+
+
 class Ticket:
     """An accepted job on its way through the queue, shared by the socket thread and the worker.
 
@@ -112,6 +122,7 @@ class Work:
     stage: str = QUEUED
     fraction: float = 0.0
     failover: dict[str, Any] | None = None  # set when an `auto` run has moved from local to Replicate
+    lost_in: frozenset[str] = frozenset()  # lanes lost while running it (a silent peer): it never goes back
 
     @property
     def owner(self) -> ActiveJob:

@@ -27,8 +27,10 @@ def cancelled(job: str, **charged: Any) -> Frames:
     return encode("cancelled", job, **charged)
 
 
-def error(job: str, code: str, message: str, **charged: Any) -> Frames:
-    return encode("error", job, **error_fields(code, message), **charged)
+def error(job: str, code: str, message: str, placement: dict | None = None, **charged: Any) -> Frames:
+    """A job's `error`; one that had been placed says where (`placement`), as its result would have."""
+    placed = {"placement": placement} if placement else {}
+    return encode("error", job, **error_fields(code, message), **placed, **charged)
 
 
 def result_missing(job: str) -> ProtocolError:
@@ -61,7 +63,8 @@ class Outcomes:
         if record.status == "cancelled":
             self._delivery.event(peer, record.id, cancelled(record.id, **charge(vars(record))))
         elif record.status == "failed":
-            frames = error(record.id, record.error_code, record.error_message, **charge(vars(record)))
+            code, message = record.error_code, record.error_message
+            frames = error(record.id, code, message, record.placement, **charge(vars(record)))
             self._delivery.event(peer, record.id, frames)
         elif not self._store.has_result(record):
             raise result_missing(record.id)

@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from shared.protocol import ProtocolError
+from shared.protocol import POLICIES, ProtocolError
 
 from .assets.options import MIN_FACES, TEXTURE_SIZES, AssetOptions
 from .pipeline import GenerationParams
 
-# What a client may name; "auto" runs locally and moves to Replicate when the local run cannot work.
-BACKENDS = ("local", "auto", "replicate")
+# What a client may name; "auto" runs locally and moves to Replicate when the local run cannot work; the
+# policies let the sidecar choose among local, its peers and Replicate (scheduler.py).
+BACKENDS = ("local", "auto", "replicate", *POLICIES)
+MAX_BATCH_LENGTH = 64
+MAX_DEADLINE_SECONDS = 7 * 86400.0
 # The Replicate model a job runs on unless it names another (sidecar/backends/models.py configures it).
 DEFAULT_REPLICATE_MODEL = "tripo-sr"
 # Why a replicate job is refused where the sidecar has no Replicate backend: a code and a sentence.
@@ -36,28 +39,54 @@ RUN_ONLY_PARAMS = ("chunk_size",)
 
 GENERATION_FIELDS = fields(GenerationParams)
 ASSET_FIELDS = fields(AssetOptions)
-PARAM_NAMES = ("backend", "replicate_model", *(field.name for field in (*GENERATION_FIELDS, *ASSET_FIELDS)))
+# Where a policy job may run, and what it may spend: they decide the placement, not the model.
+POLICY_PARAMS = ("budget", "deadline", "batch")
+PARAM_NAMES = (
+    "backend",
+    "replicate_model",
+    *POLICY_PARAMS,
+    *(field.name for field in (*GENERATION_FIELDS, *ASSET_FIELDS)),
+)
 
 
 @dataclass(frozen=True)
 class JobParams:
-    backend: str  # as the client asked: "local", "auto" or "replicate"
+    backend: str  # as the client asked: "local", "auto", "replicate", or a policy ("fastest", "cheapest")
     generation: GenerationParams
     assets: AssetOptions  # what becomes of the surface, whichever backend makes it
     replicate_model: str = DEFAULT_REPLICATE_MODEL  # where a replicate job (or an auto one moved there) runs
+    budget: float | None = None  # dollars a policy job's batch may spend on Replicate; None: no limit
+    deadline: float | None = None  # seconds from submission within which a cheapest job should finish
+    batch: str | None = None  # jobs with the same batch share one budget
+
+    @property
+    def policy(self) -> bool:
+        """Whether the sidecar chooses where the job runs (dispatch.py) rather than the client."""
+        return self.backend in POLICIES
 
     @property
     def runs_on(self) -> str:
-        """The backend the job starts on: "auto" starts locally."""
+        """The backend the job starts on: "auto" starts locally; a policy job waits for its placement."""
+        if self.policy:
+            return self.backend
         return "replicate" if self.backend == "replicate" else "local"
 
     def to_wire(self) -> dict[str, Any]:
+        policy = {name: getattr(self, name) for name in POLICY_PARAMS if getattr(self, name) is not None}
         return {
             "backend": self.backend,
             "replicate_model": self.replicate_model,
+            **policy,
             **asdict(self.generation),
             **asdict(self.assets),
         }
+
+    def on_backend(self, backend: str) -> dict[str, Any]:
+        """The parameters of the same model made on `backend` (a peer runs a policy job as a local one)."""
+        wire = self.to_wire()
+        for name in POLICY_PARAMS:
+            wire.pop(name, None)
+        return {**wire, "backend": backend}
 
     def cache_key(self, image_sha256: str, model: str) -> str:
         """Equal for local jobs that would make the same model: same image, model and output parameters."""
@@ -127,7 +156,42 @@ def parse_params(
         raise ProtocolError(
             "bad_parameter", f'"faces" must be 0 (all of them) or at least {MIN_FACES}, not {assets.faces}.'
         )
-    return JobParams(backend, generation, assets, replicate_model)
+    return JobParams(backend, generation, assets, replicate_model, **_policy(raw, backend))
+
+
+def _policy(raw: dict, backend: str) -> dict[str, Any]:
+    """`budget`, `deadline` and `batch`: only a policy job has them (only a cheapest one a deadline)."""
+    named = [name for name in POLICY_PARAMS if raw.get(name) is not None]
+    if backend not in POLICIES and named:
+        raise ProtocolError(
+            "bad_parameter",
+            f"{', '.join(named)} only apply to the policies {' and '.join(POLICIES)}, "
+            f"not to backend {backend!r}.",
+        )
+    if backend != "cheapest" and raw.get("deadline") is not None:
+        raise ProtocolError("bad_parameter", '"deadline" only applies to backend "cheapest".')
+    return {
+        "budget": _seconds_or_dollars(raw, "budget", 1e6),
+        "deadline": _seconds_or_dollars(raw, "deadline", MAX_DEADLINE_SECONDS),
+        "batch": _batch(raw.get("batch")),
+    }
+
+
+def _seconds_or_dollars(raw: dict, name: str, high: float) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise ProtocolError("bad_parameter", f'"{name}" must be a number from 0 to {high:g}, not {value!r}.')
+    return float(value)
+
+
+def _batch(value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and 1 <= len(value) <= MAX_BATCH_LENGTH):
+        raise ProtocolError(
+            "bad_parameter", f'"batch" must be a string of 1 to {MAX_BATCH_LENGTH} characters, not {value!r}.'
+        )
+    return value
 
 
 def _checked(raw: dict, name: str, default: Any) -> Any:

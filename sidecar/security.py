@@ -57,17 +57,36 @@ def check_bind(endpoint: str, keys: CurveKeys | None) -> None:
 
 def load_keys(path: Path) -> CurveKeys:
     """The key pair from a secret key file as `keygen` (zmq.auth.create_certificates) writes it."""
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except OSError as exc:
-        raise SecurityError(f"The key file {path} cannot be read: {exc.strerror or exc}.") from exc
-    except ValueError as exc:
-        raise SecurityError(f"The key file {path} is not a ZeroMQ certificate: {exc}.") from exc
+    public, secret = _certificate(path)
     if secret is None:
         raise SecurityError(
             f"{path} holds only a public key; pass the secret key file ({KEY_NAME}.key_secret) keygen wrote."
         )
     return CurveKeys(public, secret)
+
+
+def load_public_key(path: Path) -> bytes:
+    """The public key in a key file `keygen` wrote (the public one, or the secret one, which holds it too)."""
+    return _certificate(path)[0]
+
+
+def _certificate(path: Path) -> tuple[bytes, bytes | None]:
+    try:
+        return zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise SecurityError(f"The key file {path} cannot be read: {exc.strerror or exc}.") from exc
+    except ValueError as exc:
+        raise SecurityError(f"The key file {path} is not a ZeroMQ certificate: {exc}.") from exc
+
+
+def check_peers(endpoints: list[str], key: bytes | None) -> None:
+    """A peer beyond this machine is reached with CurveZMQ only: its public key is needed."""
+    for endpoint in endpoints:
+        if key is None and not is_loopback(endpoint):
+            raise SecurityError(
+                f"The peer {endpoint} is reached over the network, which needs CurveZMQ: pass its public key "
+                "(the sidecar.key file its keygen wrote) with --peer-key."
+            )
 
 
 def write_keys(folder: Path) -> tuple[Path, Path]:

@@ -25,6 +25,7 @@ import zmq
 from shared.protocol import (
     HEARTBEAT_SECONDS,
     MAX_HEADER_BYTES,
+    POLICIES,
     PROTOCOL_VERSION,
     Message,
     ProtocolError,
@@ -43,8 +44,11 @@ from .active_jobs import ActiveJobs
 from .admission import Admission, Limits
 from .backends.base import Backend
 from .backends.local import LocalBackend
+from .backends.peer import DEFAULT_TIMEOUT as DEFAULT_PEER_TIMEOUT
+from .backends.peer import PeerBackend
 from .backends.replicate_settings import ReplicateSettings
 from .delivery import Delivery
+from .dispatch import Dispatch
 from .estimator import Estimator
 from .heap import release_freed_memory
 from .job_events import JobEvents
@@ -62,7 +66,7 @@ from .worker import Lane
 log = logging.getLogger(__name__)
 
 MAX_LIST_LIMIT = 500
-MAX_ESTIMATE_COUNT = 100_000  # images in the batch an `estimate` is for
+MAX_ESTIMATE_COUNT = 10_000  # images in the batch an `estimate` is for
 # The socket thread wakes at least this often to send heartbeats and to watch the processes it serves, and
 # more often while a client's queue is full, to send what waits for it as soon as it reads.
 TICK_SECONDS = 0.25
@@ -94,6 +98,9 @@ class ServerConfig:
     parent_pid: int | None = None
     max_local_resolution: int | None = None  # larger local jobs fail as out of memory (auto moves them)
     replicate: ReplicateSettings = field(default_factory=ReplicateSettings)
+    peers: tuple[str, ...] = ()  # endpoints of other sidecars that run jobs for this one
+    peer_key: bytes | None = None  # their CurveZMQ public key
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT  # seconds of silence after which a peer's job runs elsewhere
 
 
 class Server:
@@ -116,8 +123,10 @@ class Server:
         local = LocalBackend(
             config.weights, config.device, config.precision, limits.image_pixels, config.max_local_resolution
         )
-        self._routing = Routing(local, config.replicate, limits.image_pixels, self._lane)
+        peers = [PeerBackend(endpoint, config.peer_key, config.peer_timeout) for endpoint in config.peers]
+        self._routing = Routing(local, config.replicate, limits.image_pixels, self._lane, peers)
         self._estimator = Estimator(self._measurements, local, config.replicate)
+        self._dispatch = Dispatch(self._routing, self._estimator, self._store)
         loopback = is_loopback(config.endpoint)
         self._clients_are_local = loopback  # only then does a pid in `hello` name a process here
         self._delivery = Delivery(self._socket, None if loopback else path_scrubber(self._folders()))
@@ -125,10 +134,17 @@ class Server:
         active = ActiveJobs()
         outcomes = Outcomes(self._store, self._delivery, paths=loopback)
         self._jobs = JobEvents(
-            active, self._store, self._delivery, outcomes, self._routing, self._retention, self._estimator
+            active,
+            self._store,
+            self._delivery,
+            outcomes,
+            self._routing,
+            self._retention,
+            self._estimator,
+            self._dispatch,
         )
         admission = Admission(
-            limits, active, self._store, self._delivery, outcomes, self._routing, self._jobs
+            limits, active, self._store, self._delivery, outcomes, self._routing, self._jobs, self._dispatch
         )
         self._active = active
         self._handlers = {
@@ -173,6 +189,7 @@ class Server:
                 if self._socket in ready:
                     self._drain_clients()
                 self._jobs.heartbeat()
+                self._dispatch.pump()  # lanes open and close (a peer answers again) between events
                 self._delivery.flush()
                 self._watch()
                 self._release_memory()
@@ -188,8 +205,8 @@ class Server:
 
     # The socket and the loop.
 
-    def _lane(self, backend: Backend, threads: int) -> Lane:
-        return Lane(backend, threads, self._context, WORKER_EVENTS, self._store.results_dir)
+    def _lane(self, name: str, backend: Backend, threads: int) -> Lane:
+        return Lane(name, backend, threads, self._context, WORKER_EVENTS, self._store.results_dir)
 
     def _folders(self) -> dict[Path, str]:
         """What a sidecar that other machines reach shows for its own folders in messages."""
@@ -318,6 +335,8 @@ class Server:
             protocol=PROTOCOL_VERSION,
             version=__version__,
             backends=self._routing.backends,
+            peers=self._routing.peer_fields(),
+            policies=list(POLICIES),
             **self._model_fields(),
             queue_length=self._active.queue_length(),
             running=self._active.running(),
@@ -351,8 +370,9 @@ class Server:
             )
         # a job Replicate would refuse still has an estimate there: the reply says Replicate is unusable
         params = parse_params(message.header.get("params"), tuple(self._routing.replicate_models), None)
-        usable = self._routing.replicate_usable
-        self._reply(peer, message.header, "estimate", **self._estimator.describe(params, count, usable))
+        fields = self._estimator.describe(params, count, self._routing.replicate_usable)
+        fields["policy"] = self._dispatch.forecast(params, count)
+        self._reply(peer, message.header, "estimate", **fields)
 
     def _shutdown(self, peer: bytes, message: Message) -> None:
         self._reply(peer, message.header, "shutdown")

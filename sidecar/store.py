@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     params TEXT NOT NULL,             -- JSON, as the job was accepted
     cache_key TEXT NOT NULL,
     model TEXT NOT NULL,
-    backend TEXT NOT NULL,            -- where it ran: local or replicate (an auto job that moved: replicate)
+    backend TEXT NOT NULL,            -- where it ran: local, replicate or peer (a moved auto job: replicate)
     device TEXT,
     stage_seconds TEXT,               -- JSON
     peak_rss_bytes INTEGER,
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics TEXT,                     -- JSON: the prediction's metrics as Replicate reports them
     prediction TEXT,                  -- the prediction's id on Replicate
     failover TEXT,                    -- JSON: why an auto job moved from local to Replicate
+    placement TEXT,                   -- JSON: where it was placed (backend, peer) and why
     vertices INTEGER,
     faces INTEGER,
     glb_file TEXT,                    -- under results/
@@ -67,8 +68,9 @@ ADDED_COLUMNS = {
     "prediction": "TEXT",
     "failover": "TEXT",
     "used_at": "REAL",
+    "placement": "TEXT",
 }
-JSON_COLUMNS = ("params", "stage_seconds", "metrics", "failover")
+JSON_COLUMNS = ("params", "stage_seconds", "metrics", "failover", "placement")
 
 
 class StoreError(Exception):
@@ -93,6 +95,7 @@ class JobRecord:
     metrics: dict[str, float] | None = None
     prediction: str | None = None
     failover: dict[str, Any] | None = None
+    placement: dict[str, Any] | None = None  # backend, peer and reason: where the job went, and why
     vertices: int | None = None
     faces: int | None = None
     glb_file: str | None = None

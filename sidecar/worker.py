@@ -1,10 +1,11 @@
 """The threads that run jobs: one lane per backend, each a queue of tickets and the threads that take them.
 
 The local model gets a lane of one thread, so its jobs run one at a time on the accelerator; Replicate gets a
-few, so that a batch has several predictions in flight. Each thread reports to the socket thread over its own
-inproc ZeroMQ PUSH socket, in the protocol's own message format (`progress`, `record` for facts the store
-should keep at once, then `result`, `error` or `cancelled`), and writes each GLB into the store's results
-folder before it reports the result, so that a full disk is the job's error and leaves no part of a file.
+few, so that a batch has several predictions in flight; each peer sidecar one. Each thread reports to the
+socket thread over its own inproc ZeroMQ PUSH socket, in the protocol's own message format (`progress`,
+`record` for facts the store should keep at once, then `result`, `error`, `cancelled`, or `requeue` when
+the backend was lost and the job should run elsewhere), and writes each GLB into the store's results folder
+before it reports the result, so that a full disk is the job's error and leaves no part of a file.
 The socket thread never waits on a backend.
 """
 
@@ -24,7 +25,7 @@ from shared.protocol import encode
 
 from .failures import describe_failure
 from .fileio import write_atomically
-from .jobs import JobCancelled, JobFailed, Ticket
+from .jobs import BackendLost, JobCancelled, JobFailed, Ticket
 from .store import result_name
 
 if TYPE_CHECKING:
@@ -42,13 +43,16 @@ class Lane:
 
     def __init__(
         self,
+        name: str,
         backend: Backend,
         threads: int,
         context: zmq.Context,
         events_endpoint: str,
         results_dir: Path,
     ):
+        self.name = name  # "local", "replicate" or "peer <endpoint>"
         self.backend = backend
+        self.slots = threads
         self._tickets: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()  # None stops one thread
         self._context = context
         self._events_endpoint = events_endpoint
@@ -97,6 +101,8 @@ class Lane:
             write_atomically(self._results_dir / result_name(ticket.job), outcome.glb)
         except JobCancelled as exc:
             emit("cancelled", ticket.job, **exc.record)
+        except BackendLost as exc:
+            emit("requeue", ticket.job, lane=exc.lane, message=str(exc))
         except Exception as exc:
             code, message = describe_failure(exc)
             record = exc.record if isinstance(exc, JobFailed) else {}

@@ -106,3 +106,10 @@ class Blender:
         if warnings:
             raise BlenderScriptError(f"{script} warned in Blender {self.series}:\n" + "\n".join(warnings))
         return json.loads(result.read_text())
+
+
+def run_script(blender: Blender, script: str, workdir: Path, **settings) -> dict:
+    """Run a script in Blender with the test's settings, passed as a JSON file; what it reported."""
+    path = workdir / f"{Path(script).stem}.json"
+    path.write_text(json.dumps({"workdir": str(workdir), **settings}))
+    return blender.run(script, workdir, str(path), timeout=600)

@@ -12,6 +12,7 @@ from sidecar.estimates import (
     DEFAULT_MODEL_BYTES,
     DEFAULT_NETWORK_SECONDS,
     MAX_EXPONENT,
+    RECENT_RUNS,
     estimate,
     features,
     local_stages,
@@ -40,6 +41,12 @@ def test_a_resolution_measured_takes_the_median_of_its_runs():
     found = estimate(runs, job(128), ("density",), DEFAULTS)
     assert found.stage_seconds["density"] == 3.0
     assert found.basis == "measured"
+
+
+def test_only_the_newest_runs_count_so_that_estimates_follow_the_machine_as_it_is_now():
+    runs = [run(128, density=1.0, encode=0.5)] * RECENT_RUNS + [run(128, density=9.0, encode=4.0)] * 30
+    found = estimate(runs, job(128), ("encode", "density"), DEFAULTS)  # newest first, as recorded
+    assert found.stage_seconds == {"encode": 0.5, "density": 1.0}
 
 
 def test_a_resolution_between_two_measured_scales_along_their_power_law():

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -113,6 +113,34 @@ def test_job_parameters_get_defaults_and_are_checked():
     with pytest.raises(ProtocolError) as refused:
         parse_params({"backend": "replicate"})
     assert refused.value.code == "backend_unavailable"
+
+
+def test_policy_jobs_take_a_budget_a_deadline_and_a_batch_and_no_other_job_does():
+    params = parse_params({"backend": "cheapest", "budget": 1, "deadline": 90, "batch": "props"})
+    assert (params.policy, params.runs_on) == (True, "cheapest")
+    assert (params.budget, params.deadline, params.batch) == (1.0, 90.0, "props")
+    wire = params.to_wire()
+    assert (wire["budget"], wire["deadline"], wire["batch"]) == (1.0, 90.0, "props")
+    assert parse_params(wire) == params
+    # On a peer it runs as a local job, which has none of them.
+    assert parse_params(params.on_backend("local")) == replace(
+        params, backend="local", budget=None, deadline=None, batch=None
+    )
+    fastest = parse_params({"backend": "fastest"})
+    assert "budget" not in fastest.to_wire()
+    assert fastest.cache_key("sha", "m") == parse_params({}).cache_key("sha", "m"), "the same model"
+    wrong = [
+        {"backend": "local", "budget": 1}, {"backend": "auto", "batch": "b"},
+        {"backend": "fastest", "deadline": 60}, {"backend": "fastest", "budget": -1},
+        {"backend": "fastest", "budget": "1"}, {"backend": "fastest", "budget": float("nan")},
+        {"backend": "fastest", "budget": True}, {"backend": "cheapest", "deadline": float("inf")},
+        {"backend": "fastest", "batch": ""}, {"backend": "fastest", "batch": "x" * 65},
+        {"backend": "fastest", "batch": 3}, {"backend": "slowest"},
+    ]  # fmt: skip
+    for bad in wrong:
+        with pytest.raises(ProtocolError) as refused:
+            parse_params(bad)
+        assert refused.value.code == "bad_parameter", bad
 
 
 def test_the_asset_options_travel_with_the_job():

@@ -17,6 +17,7 @@ from ..readiness import Missing
 from ..runtime import installer, session
 from ..session import OFFLINE
 from ..shared import estimate_text
+from ..shared.protocol import POLICIES
 from ..tracker import Job, JobState
 
 if TYPE_CHECKING:
@@ -87,6 +88,10 @@ class TRIPOSR_PT_main(SidebarPanel):
             layout.template_ID(settings, "image", open="image.open")
         column = layout.column()
         column.prop(settings, "backend")
+        if settings.backend in POLICIES:
+            column.prop(settings, "budget")
+        if settings.backend == "cheapest":
+            column.prop(settings, "deadline")
         if settings.backend != "local":
             column.prop(settings, "replicate_model")
             if not bpy.app.online_access:
@@ -144,7 +149,9 @@ def draw_estimate(layout: bpy.types.UILayout, context: bpy.types.Context, subjec
     if "error" in estimate:
         wrapped(layout, context, f"No estimate: {estimate['error']}", icon="INFO")
         return
-    wrapped(layout, context, estimate_text.summary(estimate), icon="TIME")
+    if policy := estimate_text.policy_summary(estimate):
+        wrapped(layout, context, policy, icon="TIME")
+    wrapped(layout, context, estimate_text.summary(estimate), icon="NONE" if policy else "TIME")
     if estimate["local"]["basis"] == "default":
         layout.label(text="Typical figures until this computer has run a job like it")
     if warning := estimate_text.memory_warning(estimate):
@@ -279,7 +286,9 @@ class TRIPOSR_PT_batch(SidebarPanel):
             state = item.state.value if item.state else "Waiting"
             if job is not None and not job.state.finished:
                 state = job.progress_text()
-            wrapped(column, context, f"{item.name}: {item.message or state}", icon=STATE_ICONS[item.state])
+            where = f" · {placed}" if job is not None and (placed := job.placement()) else ""
+            text = f"{item.name}: {item.message or state}{where}"
+            wrapped(column, context, text, icon=STATE_ICONS[item.state])
 
 
 class TRIPOSR_PT_results(SidebarPanel):

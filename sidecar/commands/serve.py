@@ -11,6 +11,7 @@ from shared.protocol import DEFAULT_ENDPOINT
 
 from ..admission import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_QUEUE_SIZE, Limits
 from ..backends.models import DEFAULT_PRICE_PER_SECOND, ModelConfigError, load_models
+from ..backends.peer import DEFAULT_TIMEOUT as DEFAULT_PEER_TIMEOUT
 from ..backends.replicate_settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_JOB_TIMEOUT,
@@ -19,7 +20,7 @@ from ..backends.replicate_settings import (
     ReplicateSettings,
 )
 from ..retention import DEFAULT_MAX_DAYS, DEFAULT_MAX_GB, StoreLimits
-from ..security import SecurityError, load_keys
+from ..security import SecurityError, check_peers, load_keys, load_public_key
 from ..server import Server, ServerConfig, StartupError
 from ..store import StoreError
 from ..triposr.preprocess import DEFAULT_MAX_PIXELS
@@ -133,6 +134,33 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="how long a prediction may take, cold start included, before it is cancelled "
         "(default: %(default)s)",
     )
+    peers = parser.add_argument_group(
+        "Peers",
+        "Other sidecars (a studio's GPU machines) that run jobs for this one: the fastest and cheapest "
+        "policies place jobs there, as they do locally and on Replicate.",
+    )
+    peers.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="a sidecar to hand jobs to, tcp://HOST:PORT; give it once for each peer",
+    )
+    peers.add_argument(
+        "--peer-key",
+        type=Path,
+        metavar="FILE",
+        help="the peers' CurveZMQ public key (the sidecar.key file their keygen wrote); needed for peers "
+        "beyond this machine",
+    )
+    peers.add_argument(
+        "--peer-timeout",
+        type=positive_float,
+        default=DEFAULT_PEER_TIMEOUT,
+        metavar="SECONDS",
+        help="a peer that sends nothing about a job for this long has stopped answering: its job runs "
+        "elsewhere (default: %(default)s)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -160,6 +188,8 @@ def non_negative_float(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     try:
         keys = load_keys(args.curve_secret_key) if args.curve_secret_key else None
+        peer_key = load_public_key(args.peer_key) if args.peer_key else None
+        check_peers(args.peer, peer_key)
         replicate = ReplicateSettings(
             models=load_models(args.replicate_models, args.replicate_price_per_second),
             concurrency=args.replicate_concurrency,
@@ -179,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
                 parent_pid=args.parent_pid,
                 max_local_resolution=args.max_local_resolution,
                 replicate=replicate,
+                peers=tuple(args.peer),
+                peer_key=peer_key,
+                peer_timeout=args.peer_timeout,
             )
         )
     except (StartupError, SecurityError, StoreError, ModelConfigError) as exc:

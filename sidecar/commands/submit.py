@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tqdm import tqdm
 
 from shared import estimate_text
 from shared.client import Event, SidecarClient, SidecarError
-from shared.protocol import DEFAULT_ENDPOINT, QUEUED
+from shared.protocol import DEFAULT_ENDPOINT, POLICIES, QUEUED
 
 from ..backends.replicate_settings import STAGES as CLOUD_STAGES
 from ..fileio import write_atomically
@@ -51,6 +52,27 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="the Replicate model for replicate jobs, and auto jobs that move there (default: the sidecar's "
         "first; `hello` lists them)",
     )
+    policy = parser.add_argument_group(
+        "Policies",
+        "With --backend fastest or cheapest, the sidecar chooses: local, its peers or Replicate.",
+    )
+    policy.add_argument(
+        "--budget",
+        type=float,
+        metavar="DOLLARS",
+        help="the most the images may cost on Replicate together (default: no limit)",
+    )
+    policy.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="cheapest: pay for Replicate only where the free backends would not finish within this",
+    )
+    policy.add_argument(
+        "--batch",
+        metavar="NAME",
+        help="share the budget with other submits that name the same batch (default: these images alone)",
+    )
     parser.add_argument(
         "--server-key",
         metavar="KEY",
@@ -78,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
     params = {"backend": args.backend, **asdict(generation_params(args)), **asdict(asset_options(args))}
     if args.replicate_model:
         params["replicate_model"] = args.replicate_model
+    policy = {"budget": args.budget, "deadline": args.deadline, "batch": args.batch}
+    if args.backend not in POLICIES and any(value is not None for value in policy.values()):
+        print(
+            "error: --budget, --deadline and --batch go with --backend fastest or cheapest", file=sys.stderr
+        )
+        return 2
+    if args.backend in POLICIES:  # the images of one submit share their budget
+        policy["batch"] = args.batch or uuid.uuid4().hex
+        params.update({name: value for name, value in policy.items() if value is not None})
     key = server_key(args.server_key) if args.server_key else None
     with SidecarClient(
         args.endpoint, server_public_key=key, heartbeat_timeout=args.heartbeat_timeout
@@ -152,6 +183,8 @@ def cloud_problem(hello: dict, backend: str) -> str:
     reason = replicate.get("problem") or "this sidecar has no Replicate backend."
     if backend == "replicate":
         return f"error: Replicate cannot run jobs on this sidecar: {reason}"
+    if backend in POLICIES:
+        return f"note: {backend} places jobs only locally and on peers here: {reason}"
     return f"note: auto jobs run only locally here, as Replicate cannot run jobs on this sidecar: {reason}"
 
 
@@ -221,6 +254,8 @@ def summary(result: dict) -> str:
         parts.append(f"${result['cost']:.4f}{estimate}")
     if result.get("failover"):
         parts.append(f"moved to Replicate because {result['failover']['reason']}")
+    elif result["params"]["backend"] in POLICIES and result.get("placement"):
+        parts.append(result["placement"]["reason"])
     return "; ".join(parts)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -29,13 +28,6 @@ def make_images(folder: Path, count: int, corrupt: int | None = None) -> list[Pa
             path.write_bytes(path.read_bytes()[:200])
         paths.append(path)
     return paths
-
-
-def run_script(blender, script: str, workdir: Path, **settings) -> dict:
-    """Run an add-on script in Blender with the test's settings; what it reported."""
-    path = workdir / f"{Path(script).stem}.json"
-    path.write_text(json.dumps({"workdir": str(workdir), **settings}))
-    return blender.run(script, workdir, str(path), timeout=600)
 
 
 def assert_panels_drew_cleanly(report: dict, states: set[str]) -> None:

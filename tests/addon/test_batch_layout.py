@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
-from triposr_addon.batch import CELL_SIZE, IN_FLIGHT, Batch, cell_for, grid_offset, images_in_folder
+from triposr_addon.batch import (
+    CELL_SIZE,
+    IN_FLIGHT,
+    PLACED_IN_FLIGHT,
+    Batch,
+    cell_for,
+    grid_offset,
+    image_count,
+    images_in_folder,
+)
 from triposr_addon.tracker import JobState
 
 
@@ -33,6 +43,30 @@ def test_at_most_a_few_jobs_go_to_the_sidecar_at_once(tmp_path):
     sent[0].state = JobState.DONE
     assert len(batch.to_send()) == 1
     assert batch.progress_text() == "1 / 7: 1 made"
+
+
+def test_a_batch_the_sidecar_places_shares_one_budget_and_gives_it_more_jobs_at_once(tmp_path):
+    paths = [tmp_path / f"{index}.png" for index in range(30)]
+    placed = Batch.from_paths("b", paths, params={"backend": "fastest", "budget": 0.5})
+    assert placed.placed and placed.sent_params() == {"backend": "fastest", "budget": 0.5, "batch": placed.id}
+    assert len(placed.to_send()) == PLACED_IN_FLIGHT
+    again = Batch.from_paths("b", paths, params={"backend": "fastest", "budget": 0.5})
+    assert again.id != placed.id, "a batch run again has a budget of its own"
+    local = Batch.from_paths("b", paths, params={"backend": "local"})
+    assert not local.placed and local.sent_params() == {"backend": "local"}
+    assert len(local.to_send()) == IN_FLIGHT
+
+
+def test_the_images_of_a_folder_are_counted_again_once_it_changes(tmp_path):
+    assert image_count(tmp_path / "missing") == 0
+    (tmp_path / "a.png").touch()
+    (tmp_path / "notes.txt").touch()
+    assert image_count(tmp_path) == 1
+    (tmp_path / "b.jpg").touch()
+    # the folder's time moves with the clock's coarse ticks: make sure it has moved on, as it soon does
+    changed = tmp_path.stat().st_mtime_ns + 1_000_000_000
+    os.utime(tmp_path, ns=(changed, changed))
+    assert image_count(tmp_path) == 2
 
 
 def test_a_stopped_batch_sends_nothing_more_and_ends_when_its_jobs_have(tmp_path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from addon_helpers import make_images, run_script
+from addon_helpers import make_images
+from blender_env import run_script
 
 
 def test_the_panel_shows_estimates_that_follow_the_settings_and_the_jobs_run(

@@ -13,7 +13,8 @@ import numpy as np
 import psutil
 import pytest
 import trimesh
-from addon_helpers import SIDECAR_PYTHON, TINY, assert_panels_drew_cleanly, make_images, run_script
+from addon_helpers import SIDECAR_PYTHON, TINY, assert_panels_drew_cleanly, make_images
+from blender_env import run_script
 from sidecar_process import free_port
 
 from sidecar.assets.colour import srgb_to_linear

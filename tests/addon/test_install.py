@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from addon_helpers import ROOT, TINY, assert_panels_drew_cleanly, run_script
-from blender_env import BPY_PYTHONS
+from addon_helpers import ROOT, TINY, assert_panels_drew_cleanly
+from blender_env import BPY_PYTHONS, run_script
 from sidecar_process import free_port
 
 # PyTorch and the sidecar's dependencies for Blender's Python 3.11 on this machine, downloaded once.

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
-from addon_helpers import make_images, run_script
+from addon_helpers import make_images
+from blender_env import run_script
 from fields import RADIUS, THRESHOLD, ellipsoid_field
 from test_tracker import event
 from triposr_addon.tracker import CLOUD_STAGES, LOCAL_STAGES, STAGES, Job, JobTracker

@@ -70,3 +70,16 @@ def test_events_of_other_jobs_and_after_the_end_change_nothing():
 def test_costs_and_the_store_show_in_the_summary():
     job = Job("j1", "mug", result={"from_store": True, "backend": "replicate", "cost": 0.0412})
     assert job.summary() == ["from the store on replicate", "Cost $0.041"]
+
+
+def test_where_the_sidecar_placed_a_job_shows_for_jobs_it_placed():
+    placement = {"backend": "replicate", "peer": None, "reason": "fastest: ≈ 20 s there, ≈ 60 s here"}
+    placed = Job("j1", "mug", params={"backend": "fastest"}, result={"placement": placement})
+    assert placed.placement() == "on Replicate: fastest: ≈ 20 s there, ≈ 60 s here"
+    assert "Ran on Replicate: fastest: ≈ 20 s there, ≈ 60 s here" in placed.summary()
+    peer = {"backend": "peer", "peer": "tcp://gpu-box:5571", "reason": "cheapest: free"}
+    assert Job("j2", "cup", params={"backend": "cheapest"}, result={"placement": peer}).placement() == (
+        "on tcp://gpu-box:5571: cheapest: free"
+    )
+    asked = Job("j3", "pot", params={"backend": "local"}, result={"placement": {"backend": "local"}})
+    assert asked.placement() == "", "a job sent where the artist chose tells nothing new"

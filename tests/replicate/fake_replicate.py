@@ -43,6 +43,7 @@ class Behaviour:
     create_errors: list[int] = field(default_factory=list)  # statuses for the next creates, one each
     starting_polls: int = 1  # polls that see "starting" (Replicate booting the model)
     processing_polls: int = 2  # polls that see "processing", the logs' progress bar growing
+    run_seconds: float = 0.0  # and at least this long processing, as a model on a GPU takes
     outcome: str = "succeeded"  # "succeeded", "failed", or "endless" (processing for ever)
     error: str = "CUDA out of memory. Tried to allocate 2.00 GiB"
     output: Any = None  # the output, with "{mesh}" where the mesh file's URL goes
@@ -65,6 +66,7 @@ class Prediction:
     token_seen: str
     status: str = "starting"
     polls: int = 0
+    processing_since: float = 0.0  # monotonic
     logs: list[str] = field(default_factory=list)
     created_at: str = field(default_factory=lambda: _now())
 
@@ -179,12 +181,14 @@ class FakeReplicate:
         prediction.polls += 1
         if prediction.status == "starting" and prediction.polls > behaviour.starting_polls:
             prediction.status = "processing"
+            prediction.processing_since = time.monotonic()
             prediction.logs.append("Loading the model...")
         if prediction.status != "processing":
             return
         step = prediction.polls - behaviour.starting_polls
         total = behaviour.processing_polls
-        if behaviour.outcome == "endless" or step <= total:
+        running = time.monotonic() - prediction.processing_since < behaviour.run_seconds
+        if behaviour.outcome == "endless" or step <= total or running:
             done = min(step, total)
             bar = "█" * done + " " * (total - done)
             prediction.logs.append(

@@ -25,6 +25,7 @@ from sidecar.triposr.config import architecture
 
 # How far an estimate may be from the median of three jobs' times.
 TOLERANCE = 0.25
+TRIALS = 3
 LOAD_TIMEOUT = 60.0
 
 
@@ -60,10 +61,9 @@ def test_a_new_sidecar_estimates_from_typical_figures_and_says_so(launcher):
     assert reply["replicate"] is None  # this sidecar has no token
 
 
-def test_after_bench_local_estimates_are_within_a_quarter_of_the_jobs_times(
-    launcher, tiny_weights, tmp_path, steady_timings
-):
-    data_dir = tmp_path / "data"
+def bench_then_jobs(launcher, tiny_weights, data_dir) -> dict[int, tuple[dict, float]]:
+    """`bench` at 64 and 128 into a fresh data folder, then a sidecar on it estimates 128 (measured) and 96
+    (between the two), and runs three jobs at each: each resolution's estimate, and the jobs' median time."""
     bench = subprocess.run(
         [sys.executable, "-m", "sidecar", "bench", "--weights", str(tiny_weights), "--device", "cpu",
          "--resolutions", "64,128", "--data-dir", str(data_dir)],
@@ -71,8 +71,8 @@ def test_after_bench_local_estimates_are_within_a_quarter_of_the_jobs_times(
     )  # fmt: skip
     assert bench.returncode == 0, bench.stderr
     assert "2 runs recorded" in bench.stdout
+    found = {}
     with loaded(launcher.start(data_dir=data_dir)).client() as client:
-        # 128 was measured; 96 lies between the two resolutions measured
         estimates = {
             resolution: client.estimate({"resolution": resolution})["local"] for resolution in (128, 96)
         }
@@ -82,14 +82,34 @@ def test_after_bench_local_estimates_are_within_a_quarter_of_the_jobs_times(
             # the image bench measures: how long an image's surface takes is the image's, not the estimate's
             images = [bench_png(next(variants)) for _ in range(3)]
             jobs = [run_job(client, image, {"resolution": resolution})[-1] for image in images]
-            measured = median(job.header["total_seconds"] for job in jobs)
-            error = estimate["seconds"] / measured - 1
-            print(
-                f"resolution {resolution}: estimated {estimate['seconds']:.2f} s, measured {measured:.2f} s"
-            )
-            assert abs(error) <= TOLERANCE, f"at {resolution}: {estimate['seconds']} s against {measured} s"
-        after = client.estimate({"resolution": 96})["local"]
-    assert after["basis"] == "measured", "the jobs just run count from now on"
+            found[resolution] = (estimate, median(job.header["total_seconds"] for job in jobs))
+        assert client.estimate({"resolution": 96})["local"]["basis"] == "measured", (
+            "the jobs count from now on"
+        )
+    return found
+
+
+def test_after_bench_local_estimates_are_within_a_quarter_of_the_jobs_times(
+    launcher, tiny_weights, tmp_path, steady_timings
+):
+    # A machine whose load changes between the bench and the jobs (CI shares its cores) makes both tell
+    # another story: the bench and the jobs are measured afresh, up to TRIALS times. A wrong estimate, not
+    # a noisy moment, is what fails every trial.
+    trials = []
+    for trial in range(TRIALS):
+        found = bench_then_jobs(launcher, tiny_weights, tmp_path / f"data-{trial}")
+        errors = {
+            resolution: estimate["seconds"] / measured - 1
+            for resolution, (estimate, measured) in found.items()
+        }
+        trials.append({resolution: f"{error:+.0%}" for resolution, error in errors.items()})
+        print(f"trial {trial + 1}: " + ", ".join(
+            f"at {resolution} estimated {estimate['seconds']:.2f} s, measured {measured:.2f} s"
+            for resolution, (estimate, measured) in found.items()
+        ))  # fmt: skip
+        if all(abs(error) <= TOLERANCE for error in errors.values()):
+            return
+    pytest.fail(f"no trial came within {TOLERANCE:.0%} at every resolution: {trials}")
 
 
 def test_a_run_that_would_not_fit_in_free_memory_is_named_before_it_starts(
