@@ -77,7 +77,6 @@ class Estimate:
     stage_seconds: dict[str, float]
     basis: str  # "measured" (runs like it), "scaled" (from runs at other resolutions) or "default"
     how: str  # a sentence for people
-    peak_rss_bytes: int | None = None
 
     def fields(self) -> dict[str, Any]:
         return {**asdict(self), "seconds": round(self.seconds, 2)}
