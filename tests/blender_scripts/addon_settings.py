@@ -35,7 +35,9 @@ def main() -> dict:
     report["output"] = output
 
     assert bpy.ops.triposr.start_sidecar(wait=False) == {"FINISHED"}
-    tick_until(lambda: session().connected, timeout=120)
+    # Loaded: a sidecar asked to stop while its model still loads exits once the load is done, which on a
+    # busy machine outlasts the grace the restart gives it before it ends the process.
+    tick_until(lambda: session().connected and session().info.weights == "loaded", timeout=120)
     first = session().launcher.process
     set_preferences(weights=settings["other_weights"])
     tick_until(lambda: session().restart_needed, timeout=10)
