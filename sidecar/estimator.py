@@ -110,16 +110,17 @@ class Estimator:
 
     def describe(self, params: JobParams, count: int, replicate_usable: bool) -> dict[str, Any]:
         local = self.local(params)
+        peak = peak_memory(self._local_runs(), features(params.generation, params.assets))
         fields: dict[str, Any] = {
             "count": count,
             "local": {
                 **local.fields(),
                 "batch_seconds": round(local.seconds * count, 2),
-                "peak_rss_bytes": peak_memory(self._local_runs(), features(params.generation, params.assets)),
+                "peak_rss_bytes": peak,
+                "memory": _memory(peak),
             },
             "replicate": None,
         }
-        fields["local"]["memory"] = _memory(fields["local"]["peak_rss_bytes"])
         if replicate_usable:
             remote, cost = self.replicate(params)
             concurrency = self._replicate.concurrency
